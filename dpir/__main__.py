@@ -1,0 +1,5 @@
+import sys
+
+from dpir.cli import main
+
+sys.exit(main())

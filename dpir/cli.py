@@ -1,0 +1,194 @@
+"""The ``dpir`` command line: one subcommand per workflow stage.
+
+Each stage works on its own, outside Snakemake; the workflow rules call exactly these commands.
+User errors print one line ``dpir: error: ...`` naming the file or key and the fix (exit 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+
+from dpir.errors import DpirError
+
+DEFAULT_CONFIG = ["config/config.yaml"]
+
+
+def _config(args):
+    from dpir.config import load_config
+
+    overrides = {}
+    for item in args.set or []:
+        if "=" not in item:
+            raise DpirError(f"--set expects KEY=VALUE (dots for nesting), got {item!r}")
+        key, value = item.split("=", 1)
+        import yaml
+
+        node = overrides
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return load_config(args.config or DEFAULT_CONFIG, overrides)
+
+
+def cmd_prepare(args):
+    from dpir.data.prepare import prepare
+
+    cfg = _config(args)
+    man = prepare(cfg, args.task, args.dataset)
+    print(f"prepared {args.task}/{args.dataset}: " + ", ".join(f"{k} {len(v['ids'])} images" for k, v in man["splits"].items()))
+
+
+def cmd_train(args):
+    from dpir.train.loop import train_network
+
+    cfg = _config(args)
+    rec = train_network(cfg, args.network, progress=not args.quiet)
+    print(f"trained {args.network}: {rec['steps']} steps, final loss {rec['final_loss']:.4g}, {rec['seconds_this_run']:.0f} s")
+
+
+def cmd_restore(args):
+    from dpir.restore import merge_shards, restore_dataset
+
+    cfg = _config(args)
+    if args.merge_shards:
+        rec = merge_shards(cfg, args.task, args.dataset, args.method, args.seed, args.merge_shards)
+    else:
+        shard = None
+        if args.shard:
+            k, n = (int(v) for v in args.shard.split("/"))
+            if not 0 <= k < n:
+                raise DpirError(f"--shard K/N needs 0 <= K < N, got {args.shard}")
+            shard = (k, n)
+        rec = restore_dataset(cfg, args.task, args.dataset, args.method, args.seed, progress=not args.quiet, shard=shard)
+    print(f"restored {rec['n_images']} images with {args.method} (seed {args.seed}): NFE {rec['nfe']}, "
+          f"{rec['seconds_per_image']:.3f} s/image")
+
+
+def cmd_score(args):
+    from dpir.score import score_run
+
+    cfg = _config(args)
+    rec = score_run(cfg, args.task, args.dataset, args.method, args.seed)
+    summary = ", ".join(f"{k} {v['mean']:.4f}" if v["available"] else f"{k} n/a" for k, v in rec["metrics"].items())
+    print(f"scored {args.method} seed {args.seed}: {summary}")
+
+
+def cmd_tables(args):
+    from dpir.report.report import render_tables
+
+    cfg = _config(args)
+    for _, _, t in render_tables(cfg):
+        print(f"## {t.title}\n\n{t.markdown()}")
+
+
+def cmd_report(args):
+    from dpir.report.report import render_report
+
+    cfg = _config(args)
+    print(f"wrote {render_report(cfg)}")
+
+
+def cmd_fetch(args):
+    from dpir import fetch
+
+    if args.list or not args.names:
+        print(fetch.format_status_table(fetch.status()))
+        return
+    for name in args.names:
+        print(f"{name}: {fetch.fetch(name, force=args.force)}")
+
+
+def cmd_list(args):
+    from dpir.methods import METHODS
+    from dpir.metrics import METRICS
+    from dpir.nets import ARCHS
+    from dpir.train import TRAINERS
+
+    tables = {"methods": METHODS, "metrics": METRICS, "archs": ARCHS, "trainers": TRAINERS}
+    for kind in [args.kind] if args.kind else tables:
+        print(f"{kind}: {', '.join(sorted(tables[kind]))}")
+
+
+def cmd_validate(args):
+    cfg = _config(args)
+    if args.print:
+        print(json.dumps(cfg, indent=2))
+    else:
+        print(f"config OK: tasks {', '.join(cfg['tasks'])}; networks {', '.join(cfg['networks'])}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dpir", description="dpir-bench: benchmark modular conditional diffusion "
+                                "image restoration (DP-IR) against its baselines. Each subcommand is one stage.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_):
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        sp.add_argument("--config", "-c", action="append", help="config YAML (repeatable; later files override "
+                        "earlier ones). Default: config/config.yaml")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value, e.g. --set tasks.sr.seeds=[0]")
+        sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+        return sp
+
+    sp = add("prepare", cmd_prepare, "prepare a dataset for a task (clean and degraded images + manifest)")
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--dataset", required=True)
+    sp = add("train", cmd_train, "train one network of the config (seeded, resumable, safetensors checkpoint)")
+    sp.add_argument("--network", required=True)
+    sp = add("restore", cmd_restore, "restore a prepared test set with one method and one seed")
+    for a in ("--task", "--dataset", "--method"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--shard", metavar="K/N", help="restore only images K, K+N, K+2N, ... (results do not change)")
+    sp.add_argument("--merge-shards", type=int, metavar="N", help="merge N finished shards into the run folder")
+    sp = add("score", cmd_score, "score one restored run with the task's metric presets -> results JSON")
+    for a in ("--task", "--dataset", "--method"):
+        sp.add_argument(a, required=True)
+    sp.add_argument("--seed", type=int, default=0)
+    add("tables", cmd_tables, "render the tables (Markdown + CSV) from the results JSON files")
+    add("report", cmd_report, "render tables, figures and report.md from the results JSON files")
+    sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
+    sp.add_argument("names", nargs="*")
+    sp.add_argument("--list", action="store_true")
+    sp.add_argument("--force", action="store_true")
+    sp = add("list", cmd_list, "list registered method kinds, metrics, architectures and trainers")
+    sp.add_argument("kind", nargs="?", choices=["methods", "metrics", "archs", "trainers"])
+    sp = add("validate", cmd_validate, "validate the config against the schema (names the offending key)")
+    sp.add_argument("--print", action="store_true", help="print the resolved config with defaults")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    default_show = warnings.showwarning
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        from dpir.data.images import SkippedFile
+
+        if issubclass(category, SkippedFile):
+            print(f"dpir: warning: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, filename, lineno, file, line)
+    warnings.showwarning = show_warning
+    warnings.filterwarnings("ignore", message=r".*torch\.meshgrid.*")
+    try:
+        args.func(args)
+    except DpirError as e:
+        print(f"dpir: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dpir: interrupted; finished results are untouched, partial outputs are in *.tmp folders", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Reading and writing images, with one clear policy for odd files.
+
+Policy (each case is tested): a file that is not an image, or a truncated/corrupt one, is skipped
+with a warning naming it (:class:`SkippedFile`); grayscale is converted to RGB by replication;
+RGBA is converted by dropping alpha; 16-bit images are scaled by 65535; everything comes back as
+float32 ``(3, H, W)`` in [0, 1].  PNGs are written atomically (temporary name, then rename).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from dpir.errors import DpirError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+class SkippedFile(UserWarning):
+    pass
+
+
+def to_rgb_float(arr: np.ndarray, source: str = "<array>") -> tuple[np.ndarray, list[str]]:
+    """Any HxW, HxWx1/2/3/4 uint8/uint16/bool/float array -> float32 HxWx3 in [0,1], plus notes."""
+    notes: list[str] = []
+    if arr.dtype == bool:
+        arr = arr.astype(np.float32)
+    elif arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16 or (arr.dtype.kind in "iu" and arr.max() > 255):
+        arr = arr.astype(np.float32) / 65535.0
+        notes.append("16-bit, scaled by 1/65535")
+    elif arr.dtype.kind in "iu":
+        arr = arr.astype(np.float32) / 255.0
+    else:
+        arr = np.clip(arr.astype(np.float32), 0.0, 1.0)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3:
+        raise DpirError(f"{source}: unsupported image shape {arr.shape}")
+    c = arr.shape[2]
+    if c in (2, 4):  # gray+alpha / RGBA: drop alpha
+        arr = arr[..., : c - 1]
+        notes.append("alpha channel dropped")
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+        notes.append("grayscale, replicated to RGB")
+    if arr.shape[2] != 3:
+        raise DpirError(f"{source}: unsupported number of channels {c}")
+    return np.ascontiguousarray(arr), notes
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as float32 (3, H, W) in [0, 1]; raise DpirError naming the file if unreadable."""
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.array(im).astype(np.uint16)
+            elif im.mode in ("P", "CMYK", "YCbCr", "LAB", "HSV"):
+                arr = np.array(im.convert("RGB"))
+            else:
+                arr = np.array(im)
+    except FileNotFoundError:
+        raise DpirError(f"image {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DpirError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
+    rgb, notes = to_rgb_float(arr, str(path))
+    for n in notes:
+        log.info("%s: %s", path, n)
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files of a folder (sorted); other files are skipped with a warning naming them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DpirError(f"image folder {folder} does not exist; check the dataset's `path` in the config")
+    files = []
+    for p in sorted(folder.iterdir()):
+        if p.is_dir() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            files.append(p)
+        else:
+            warnings.warn(f"skipping {p}: not an image file (suffix {p.suffix or 'none'})", SkippedFile, stacklevel=2)
+    return files
+
+
+def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """Round to the ``bits``-bit grid (what writing and re-reading a PNG does), values in [0,1]."""
+    q = float(2**bits - 1)
+    return torch.round(x.clamp(0, 1) * q) / q
+
+
+def write_png(path: str | os.PathLike, x: torch.Tensor, bits: int = 8) -> None:
+    """Write (3,H,W) float in [0,1] as an 8- or 16-bit RGB PNG, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = x.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
+    if bits == 8:
+        Image.fromarray(np.round(arr * 255).astype(np.uint8), mode="RGB").save(tmp, compress_level=1)
+    elif bits == 16:
+        import skimage.io
+
+        skimage.io.imsave(tmp, np.round(arr * 65535).astype(np.uint16), check_contrast=False)
+    else:
+        raise ValueError("bits must be 8 or 16")
+    os.replace(tmp, path)

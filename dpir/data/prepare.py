@@ -1,0 +1,139 @@
+"""``dpir prepare``: turn a dataset config entry into the prepared layout every later stage reads.
+
+    <data_dir>/<task>/<dataset>/<split>/gt/<id>.png    clean images (8-bit RGB PNG)
+    <data_dir>/<task>/<dataset>/<split>/lq/<id>.png    observations made by the task's degradation
+    <data_dir>/<task>/<dataset>/manifest.json          ids, sizes, conversions, skipped files, settings
+
+Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every conversion and skip,
+and the report repeats them.  The manifest is written last and atomically, so a folder without a
+manifest is never taken for a complete one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+
+from dpir import paths
+from dpir.checkpoint import atomic_write_text
+from dpir.data import bundled
+from dpir.data.degrade import bicubic_down, mod_crop
+from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
+from dpir.errors import DpirError
+
+log = logging.getLogger(__name__)
+
+
+def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    th, tw = min(size, h), min(size, w)
+    top, left = (h - th) // 2, (w - tw) // 2
+    return x[..., top: top + th, left: left + tw]
+
+
+def _source_images(ds: dict, split: str) -> list[tuple[str, object]]:
+    """(id, loader) pairs of a dataset split; loaders return (tensor (3,H,W), notes)."""
+    kind = ds["kind"]
+    if kind == "bundled":
+        def make(name):
+            return lambda: _from_array(bundled.load(name), f"bundled:{name}")
+        return [(n, make(n)) for n in bundled.SPLITS[split]]
+    if kind == "folder":
+        key = "path" if split == "test" else "train_path"
+        if key not in ds:
+            return []
+        return [(p.stem, (lambda p=p: (read_image(p), []))) for p in list_images(ds[key])]
+    if kind in ("div2k", "gopro", "hide", "syntheticburst"):
+        raise DpirError(f"dataset kind {kind!r} is a paper-scale dataset: use config/paper.yaml and "
+                        f"`dpir fetch {kind}` (see README, 'Paper scale')")
+    raise DpirError(f"unknown dataset kind {kind!r}")
+
+
+def _from_array(arr, source: str):
+    rgb, notes = to_rgb_float(arr, source)
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), notes
+
+
+def degrade(task: dict, gt: torch.Tensor) -> torch.Tensor:
+    kind = task["kind"]
+    if kind == "sr":
+        return bicubic_down(gt, task["scale"])
+    raise DpirError(f"task kind {kind!r} has no degradation wired yet in the embedded config")
+
+
+def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "test")) -> dict:
+    task = config["tasks"][task_name]
+    ds = config["datasets"][dataset_name]
+    root = paths.prepared(config, task_name, dataset_name)
+    scale = task.get("scale", 1)
+    manifest: dict = {"task": task_name, "dataset": dataset_name, "dataset_config": ds, "kind": task["kind"],
+                      "scale": scale, "degradation": task.get("degradation", {}), "splits": {}, "skipped": [],
+                      "notes": {}}
+    for split in splits:
+        items = _source_images(ds, split)
+        if split == "test" and ds.get("max_test_images"):
+            items = items[: ds["max_test_images"]]
+        split_dir = root / split
+        tmp_dir = root / f".{split}.tmp"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        ids, sizes = [], {}
+        for image_id, loader in items:
+            try:
+                gt, notes = loader()
+            except DpirError as e:
+                warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
+                manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
+                continue
+            if split == "test":
+                gt = centre_crop(gt, ds.get("test_crop"))
+            h, w = gt.shape[-2:]
+            if h < scale * 2 or w < scale * 2:
+                msg = f"{image_id}: {h}x{w} is too small for scale {scale}"
+                warnings.warn(f"skipping {msg}", SkippedFile, stacklevel=2)
+                manifest["skipped"].append({"id": image_id, "split": split, "reason": msg})
+                continue
+            if h % scale or w % scale:
+                notes = notes + [f"mod-cropped from {h}x{w} to a multiple of {scale}"]
+                gt = mod_crop(gt, scale)
+            # quantise the clean image first so that lq is made from exactly what is stored as gt
+            gt = torch.round(gt * 255) / 255
+            lq = degrade(task, gt)
+            write_png(tmp_dir / "gt" / f"{image_id}.png", gt)
+            write_png(tmp_dir / "lq" / f"{image_id}.png", lq)
+            ids.append(image_id)
+            sizes[image_id] = [int(gt.shape[-2]), int(gt.shape[-1])]
+            if notes:
+                manifest["notes"][image_id] = notes
+                for n in notes:
+                    log.warning("%s/%s: %s", dataset_name, image_id, n)
+        shutil.rmtree(split_dir, ignore_errors=True)
+        if ids:
+            tmp_dir.rename(split_dir)
+        else:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        manifest["splits"][split] = {"ids": ids, "sizes": sizes}
+    if not manifest["splits"].get("test", {}).get("ids") and "test" in splits:
+        raise DpirError(f"dataset {dataset_name!r} has no usable test image; check its path and the warnings above")
+    atomic_write_text(paths.manifest(config, task_name, dataset_name), json.dumps(manifest, indent=2))
+    return manifest
+
+
+def read_manifest(config: dict, task: str, dataset: str) -> dict:
+    path = paths.manifest(config, task, dataset)
+    if not path.exists():
+        raise DpirError(f"{path} is missing: run `dpir prepare --task {task} --dataset {dataset}` first")
+    return json.loads(Path(path).read_text())
+
+
+def load_split(config: dict, task: str, dataset: str, split: str) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(id, lq, gt) tensors of a prepared split, in manifest order."""
+    man = read_manifest(config, task, dataset)
+    root = paths.prepared(config, task, dataset) / split
+    ids = man["splits"].get(split, {}).get("ids", [])
+    return [(i, read_image(root / "lq" / f"{i}.png"), read_image(root / "gt" / f"{i}.png")) for i in ids]

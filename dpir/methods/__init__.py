@@ -1,0 +1,35 @@
+"""The method registry: a method *kind* -> its factory ``build(method_cfg, ctx) -> Method``.
+
+A config names method instances under ``tasks.<task>.methods``; each has a ``kind`` from this
+table.  Deterministic kinds run on the first seed only (more seeds would repeat the same numbers).
+"""
+from __future__ import annotations
+
+from dpir.methods.base import BuildContext, Method
+from dpir.nets import resolve
+
+METHODS: dict[str, str] = {
+    "bicubic": "dpir.methods.simple:bicubic",
+    "backbone": "dpir.methods.simple:backbone",
+    "dpir": "dpir.methods.dpir:build",
+    "srdiff": "baselines.srdiff.method:build",
+    "indi": "baselines.indi.method:build",
+    "diffir": "baselines.diffir.method:build",
+}
+
+DETERMINISTIC_KINDS = {"bicubic", "backbone"}
+
+
+def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
+    factory = resolve(METHODS, "method kind", method_cfg["kind"])
+    return factory(method_cfg, ctx)
+
+
+def networks_of(method_cfg: dict) -> list[str]:
+    """Names of the trained networks a method config refers to (for workflow dependencies)."""
+    return [method_cfg[k] for k in ("network", "ir", "denoiser", "fusion") if k in method_cfg]
+
+
+def seeds_of(method_cfg: dict, task_cfg: dict) -> list[int]:
+    seeds = method_cfg.get("seeds") or task_cfg.get("seeds") or [0]
+    return seeds[:1] if method_cfg["kind"] in DETERMINISTIC_KINDS else list(seeds)

@@ -1,0 +1,49 @@
+"""Architectures, by name.
+
+``ARCHS`` maps an architecture name to ``"module:callable"``; the callable takes the keyword
+arguments stored in the config (and in each checkpoint's JSON) and returns an ``nn.Module``.
+Imports are lazy so that ``dpir --help`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from torch import nn
+
+from dpir.errors import DpirError, UnknownNameError
+
+ARCHS: dict[str, str] = {
+    # foreign architectures through spandrel adapters
+    "swinir": "dpir.nets.adapters:swinir",
+    "rrdb": "dpir.nets.adapters:rrdb",
+    "nafnet": "dpir.nets.adapters:nafnet",
+    "fftformer": "dpir.nets.adapters:fftformer",
+    # ours
+    "mirnet_s": "dpir.nets.mirnet_s:MIRNetS",
+    "udp": "dpir.nets.udp:UDP",
+    "fusion": "dpir.nets.fusion:FusionNet",
+    "fusion_tdwa": "dpir.nets.fusion_variants:TDWA",
+    "fusion_ldwt": "dpir.nets.fusion_variants:LDWT",
+    "fusion_unet": "dpir.nets.fusion_variants:FusionUNet",
+    # baselines
+    "srdiff": "baselines.srdiff.nets:SRDiffNet",
+    "srdiff_rrdb": "baselines.srdiff.nets:RRDBNet",
+    "indi": "baselines.indi.nets:InDINet",
+    "diffir_s1": "baselines.diffir.nets:DiffIRS1",
+    "diffir_s2": "baselines.diffir.nets:DiffIRS2",
+}
+
+
+def resolve(table: dict[str, str], kind: str, name: str):
+    if name not in table:
+        raise UnknownNameError(kind, name, table)
+    module, attr = table[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_network(arch: str, **kwargs) -> nn.Module:
+    ctor = resolve(ARCHS, "architecture", arch)
+    try:
+        return ctor(**kwargs)
+    except TypeError as e:
+        raise DpirError(f"bad arguments for architecture {arch!r}: {e}; check the network's `kwargs` in the config") from None

@@ -1,0 +1,1 @@
+"""Tables, plots and the Markdown report, rendered from the results JSON files only."""

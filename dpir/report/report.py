@@ -1,0 +1,133 @@
+"""``dpir tables`` and ``dpir report``: render tables, figures and ``report.md`` from results JSON."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from dpir import paths
+from dpir.checkpoint import atomic_write_text
+from dpir.config import config_hash, enabled_tasks
+from dpir.errors import DpirError
+from dpir.report.plots import perception_distortion
+from dpir.report.tables import Table, build_table
+from dpir.score import load_scores
+
+PERCEPTUAL_PREFERENCE = ["lpips_alex", "topiq_delta"]
+
+
+def table_name(task: str, dataset: str) -> str:
+    return f"{task}_{dataset}"
+
+
+def render_tables(config: dict) -> list[tuple[str, str, Table]]:
+    """Build and write every (task, test dataset) table; returns (task, dataset, table)."""
+    out = []
+    for task in enabled_tasks(config):
+        tcfg = config["tasks"][task]
+        records = load_scores(config["out"], task)
+        for ds in tcfg["test_datasets"]:
+            recs = [r for r in records if r["dataset"] == ds and r["method"] in tcfg["methods"]]
+            if not recs:
+                continue
+            metrics = tcfg.get("metrics") or list(recs[0]["metrics"])
+            title = f"{tcfg.get('title', task)} — dataset `{ds}`"
+            t = build_table(recs, table_name(task, ds), title, metrics, list(tcfg["methods"]))
+            t.write(paths.tables_dir(config))
+            out.append((task, ds, t))
+    if not out:
+        raise DpirError(f"no results under {Path(config['out']) / 'scores'}: run the workflow "
+                        f"(`snakemake --cores all`) or `dpir score` first")
+    return out
+
+
+def _perceptual_axis(table: Table) -> str | None:
+    from dpir.metrics import OFFLINE_PERCEPTUAL
+
+    for m in [*PERCEPTUAL_PREFERENCE, OFFLINE_PERCEPTUAL]:
+        if any(r.get(m) is not None for r in table.numeric):
+            return m
+    return None
+
+
+def _provenance_block(config: dict) -> str:
+    records = load_scores(config["out"])
+    commits = sorted({(r["provenance"]["git"]["commit"] or "unknown")[:12] + (" (dirty)" if r["provenance"]["git"]["dirty"] else "")
+                      for r in records})
+    devices = sorted({str(r["provenance"].get("device")) for r in records})
+    dates = sorted(r["provenance"]["date"] for r in records)
+    pk = records[0]["provenance"]["packages"] if records else {}
+    lines = [
+        f"- code: git {', '.join(commits)}",
+        f"- config hash: `{config_hash(config)}` (config files: {', '.join(config.get('_sources', [])) or 'n/a'})",
+        f"- device: {', '.join(devices)}; torch threads: {records[0]['provenance'].get('torch_threads') if records else 'n/a'}",
+        f"- runs: {len(records)} results files, dated {dates[0] if dates else '-'} to {dates[-1] if dates else '-'}",
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v),
+        "- seeds: image i of run seed s draws its noise from a generator seeded by sha256(f'{s}:{id}') (dpir.rng).",
+    ]
+    return "\n".join(lines)
+
+
+def _data_notes(config: dict) -> list[str]:
+    notes = []
+    for task in enabled_tasks(config):
+        for ds in config["tasks"][task]["test_datasets"]:
+            p = paths.manifest(config, task, ds)
+            if not p.exists():
+                continue
+            man = json.loads(p.read_text())
+            test = man["splits"].get("test", {})
+            sizes = sorted({tuple(s) for s in test.get("sizes", {}).values()})
+            notes.append(f"- `{task}/{ds}`: {len(test.get('ids', []))} test images ({', '.join(test.get('ids', []))}); "
+                         f"HR sizes {', '.join(f'{h}x{w}' for h, w in sizes)}; "
+                         f"{len(man['splits'].get('train', {}).get('ids', []))} training images.")
+            for s in man.get("skipped", []):
+                notes.append(f"  - skipped `{s['id']}` ({s['split']}): {s['reason']}")
+            for image_id, ns in man.get("notes", {}).items():
+                notes.append(f"  - `{image_id}`: {'; '.join(ns)}")
+    return notes
+
+
+def _training_notes(config: dict) -> list[str]:
+    lines = []
+    for name in config["networks"]:
+        log = paths.network_dir(config, name) / "train_log.json"
+        if log.exists():
+            r = json.loads(log.read_text())
+            lines.append(f"| {name} | {config['networks'][name]['arch']} | {r['trained_params'] / 1e6:.3f} | {r['steps']} | "
+                         f"{r['batch']} | {r.get('patch')} | {r['train_images']} | {r['final_loss']:.4g} | {r['seconds_this_run']:.0f} |")
+    if not lines:
+        return []
+    return ["| network | arch | trained params (M) | steps | batch | patch | train images | final loss | seconds |",
+            "|---|---|---|---|---|---|---|---|---|", *lines]
+
+
+def render_report(config: dict) -> Path:
+    tables = render_tables(config)
+    fig_dir = paths.figures_dir(config)
+    report_path = paths.report(config)
+    parts = ["# dpir-bench report", "",
+             f"{config.get('description', 'Embedded default configuration')}. Every number below is read from the "
+             f"results JSON files under `{config['out']}/scores/`, produced by `dpir restore` and `dpir score`; "
+             "nothing is typed in by hand.", "", "## Provenance", "", _provenance_block(config), ""]
+    for task, ds, t in tables:
+        parts += [f"## {t.title}", "", t.markdown(), ""]
+        x = _perceptual_axis(t)
+        y = next((m for m in (config["tasks"][task].get("metrics") or []) if m.startswith("psnr")), None)
+        if x and y and sum(1 for r in t.numeric if r.get(x) is not None) >= 2:
+            fig = fig_dir / f"{t.name}_perception_distortion.png"
+            from dpir.metrics import get_metric
+
+            perception_distortion(t.numeric, x, y, fig, f"Perception-distortion, {task} / {ds}",
+                                  x_lower_better=get_metric(x).lower_better)
+            rel = os.path.relpath(fig, report_path.parent)
+            parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
+                      f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
+    data = _data_notes(config)
+    if data:
+        parts += ["## Data", "", *data, ""]
+    train = _training_notes(config)
+    if train:
+        parts += ["## Trained networks", "", *train, ""]
+    atomic_write_text(report_path, "\n".join(parts) + "\n")
+    return report_path

@@ -1,0 +1,157 @@
+"""Aggregate results JSON files into tables (Markdown + CSV).
+
+A cell is the mean over images of one run; for stochastic methods the cell is the mean over seeds
+and "± std" (sample standard deviation of the per-seed means).  A metric that could not be computed
+is "n/a" with a footnote naming why and the command that fixes it.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from dpir.checkpoint import atomic_write_text
+
+ARROW = {True: "↓", False: "↑"}
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[dict]                # display strings
+    numeric: list[dict]             # numbers, for CSV and plots
+    footnotes: list[str] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        df = pd.DataFrame(self.rows, columns=self.columns)
+        body = df.to_markdown(index=False, disable_numparse=True)
+        notes = "\n".join(f"{n}" for n in self.footnotes)
+        return f"{body}\n\n{notes}\n" if notes else body + "\n"
+
+    def write(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        atomic_write_text(directory / f"{self.name}.md", f"## {self.title}\n\n{self.markdown()}")
+        atomic_write_text(directory / f"{self.name}.csv", pd.DataFrame(self.numeric).to_csv(index=False))
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if math.isinf(v):
+        return "inf"
+    return f"{v:.{digits}f}"
+
+
+DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "topiq": 4, "gmsd": 4, "nlpd": 4, "fsim": 4, "vif": 4, "ms_ssim": 4}
+
+
+def digits_for(metric: str) -> int:
+    for k, d in DIGITS.items():
+        if metric.startswith(k):
+            return d
+    return 4
+
+
+class Footnotes:
+    """Numbered footnotes, deduplicated by text."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self.notes: OrderedDict[str, int] = OrderedDict()
+
+    def mark(self, text: str) -> str:
+        if text not in self.notes:
+            self.notes[text] = len(self.notes) + 1
+        return f"[^{self.prefix}{self.notes[text]}]"
+
+    def lines(self) -> list[str]:
+        return [f"[^{self.prefix}{n}]: {t}" for t, n in self.notes.items()]
+
+
+def method_order(records: list[dict], config_methods: list[str] | None) -> list[str]:
+    seen = list(dict.fromkeys(r["method"] for r in records))
+    if config_methods:
+        return [m for m in config_methods if m in seen] + [m for m in seen if m not in config_methods]
+    return seen
+
+
+def build_table(records: list[dict], name: str, title: str, metrics: list[str],
+                method_names: list[str] | None = None, note_prefix: str = "") -> Table:
+    """One row per method (seeds aggregated) for the records of one (task, dataset)."""
+    fn = Footnotes(note_prefix or name.replace("_", "-") + "-")
+    by_method: dict[str, list[dict]] = {}
+    for r in records:
+        by_method.setdefault(r["method"], []).append(r)
+    lower = {}
+    conventions = {}
+    for r in records:
+        for m, v in r["metrics"].items():
+            lower[m] = v["lower_better"]
+            conventions[m] = v["convention"]
+    metric_cols = [f"{m} {ARROW[lower.get(m, False)]}" for m in metrics]
+    columns = ["Method", *metric_cols, "NFE", "Params total (M)", "Params trained (M)", "TFLOPs/img", "s/img", "images × seeds"]
+    rows, numeric = [], []
+    for method in method_order(records, method_names):
+        runs = sorted(by_method[method], key=lambda r: r["seed"])
+        first = runs[0]
+        label = first["label"]
+        row = {"Method": label}
+        num = {"method": method, "label": label, "seeds": len(runs), "images": first["n_images"]}
+        for m, col in zip(metrics, metric_cols):
+            entries = [r["metrics"].get(m) for r in runs]
+            if any(e is None for e in entries):
+                row[col] = "n/a" + fn.mark(f"`{m}` was not in the metric list when this run was scored; run `dpir score` again.")
+                num[m] = None
+                continue
+            if not all(e["available"] for e in entries):
+                e = next(e for e in entries if not e["available"])
+                row[col] = "n/a" + fn.mark(f"`{m}`: {e['reason']} Fix: `{e['fix']}`, then re-run the workflow.")
+                num[m] = None
+                continue
+            means = [e["mean"] for e in entries]
+            mu = statistics.fmean(means)
+            d = digits_for(m)
+            if len(means) > 1:
+                sd = statistics.stdev(means)
+                row[col] = f"{_fmt(mu, d)} ± {_fmt(sd, d)}"
+                num[f"{m}_std"] = sd
+            else:
+                row[col] = _fmt(mu, d)
+            num[m] = mu
+            if any(e.get("n_nonfinite") for e in entries):
+                row[col] += fn.mark(f"`{m}`: some images scored a non-finite value (identical images give infinite PSNR); they are left out of the mean.")
+        c = first["cost"]
+        nfe_text = str(c["nfe"])
+        if c.get("nfe_groups") and len(c["nfe_groups"]) > 1:
+            breakdown = " + ".join(f"{v} {k}" for k, v in c["nfe_groups"].items())
+            nfe_text += fn.mark(f"{label}: NFE = {breakdown}. {c.get('nfe_note', '')}".strip())
+        row["NFE"] = nfe_text
+        row["Params total (M)"] = f"{c['params_total'] / 1e6:.3f}"
+        row["Params trained (M)"] = f"{c['params_trained'] / 1e6:.3f}"
+        fl = c.get("flops_per_image")
+        row["TFLOPs/img"] = (f"{fl / 1e12:.3g}" if fl is not None else
+                             "n/a" + fn.mark(f"{label}: runs outside torch (numpy), where FlopCounterMode counts nothing."))
+        if fl is not None and c.get("flops_input_size"):
+            h, w = c["flops_input_size"]
+            row["TFLOPs/img"] += fn.mark(f"TFLOPs per image measured with torch FlopCounterMode (2 x MACs of conv/matmul; elementwise ops not counted) on a {h}x{w} input.")
+        secs = [r["cost"]["seconds_per_image"] for r in runs]
+        row["s/img"] = f"{statistics.fmean(secs):.3f}"
+        row["images × seeds"] = f"{first['n_images']} × {len(runs)}"
+        num.update(nfe=c["nfe"], params_total=c["params_total"], params_trained=c["params_trained"],
+                   tflops=(fl / 1e12 if fl is not None else None), seconds=statistics.fmean(secs))
+        rows.append(row)
+        numeric.append(num)
+    notes = fn.lines()
+    conv = [f"- `{m}`: {conventions[m]}" for m in metrics if m in conventions]
+    if conv:
+        notes = ["Metric presets:", *conv, "", *notes]
+    seeds_note = ("Stochastic methods: mean ± standard deviation over seeds of the per-seed mean; deterministic "
+                  "methods run once. Images are scored as written to disk (8-bit PNG).")
+    notes = [seeds_note, "", *notes]
+    return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes)

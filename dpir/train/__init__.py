@@ -1,0 +1,13 @@
+"""Training: the generic loop (:mod:`dpir.train.loop`) and the trainers, by name."""
+from __future__ import annotations
+
+TRAINERS: dict[str, str] = {
+    "ir": "dpir.train.trainers:ir",
+    "denoiser": "dpir.train.dpir_trainers:denoiser",
+    "fusion": "dpir.train.dpir_trainers:fusion",
+    "srdiff_rrdb": "baselines.srdiff.train:rrdb",
+    "srdiff": "baselines.srdiff.train:srdiff",
+    "indi": "baselines.indi.train:indi",
+    "diffir_s1": "baselines.diffir.train:stage1",
+    "diffir_s2": "baselines.diffir.train:stage2",
+}

@@ -1,0 +1,55 @@
+"""The training contract.
+
+A *trainer* is a factory ``build(net_cfg, ctx) -> TrainSpec`` registered by name in
+:data:`dpir.train.TRAINERS`.  ``net_cfg`` is the network's config entry::
+
+    networks:
+      swinir_sr:
+        arch: swinir                 # key of dpir.nets.ARCHS
+        kwargs: {...}                # constructor arguments
+        train: {trainer: ir, steps: 400, batch: 8, patch: 64, lr: 2.0e-4, ...}
+
+The generic loop (:func:`dpir.train.loop.fit`) owns seeding, the optimiser (Adam; step-decay
+``lr_decay`` every ``lr_every`` steps), the progress bar, checkpoints and resume.  A trainer only says
+what the model is, which parameters train, what data it sees and what the loss is.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass
+class TrainContext:
+    """What a trainer gets: the task it trains for, where other networks live, the device."""
+
+    task_name: str
+    task: dict[str, Any]
+    networks_dir: str
+    device: torch.device
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, network: str) -> nn.Module:
+        """A frozen (eval, no-grad) trained network of the config's ``networks`` section."""
+        import os
+
+        from dpir.checkpoint import load_network
+
+        return load_network(os.path.join(self.networks_dir, network), self.device)
+
+
+#: a batch: ``{"lq": degraded patches, "gt": clean patches}`` (``"lq"`` absent for ``data="clean"``)
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainSpec:
+    model: nn.Module                      # what is saved as the checkpoint (arch + kwargs of net_cfg)
+    loss: Callable[[Batch, torch.Generator], torch.Tensor]
+    params: Iterable[nn.Parameter] | None = None   # None: all parameters of ``model``
+    data: str = "pairs"                   # "pairs": (lq, gt) patches of the task; "clean": gt only
+    frozen: dict[str, nn.Module] = field(default_factory=dict)  # other networks used, for the record
