@@ -1,0 +1,69 @@
+# Path helpers and config validation.  The package owns the layout (dpir.paths) and the schema
+# (dpir.config); this file only turns them into Snakemake targets.
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from dpir import paths as P
+from dpir.config import config_hash, enabled_tasks, validate_config
+from dpir.errors import DpirError
+from dpir.methods import networks_of, seeds_of
+
+try:
+    CFG = validate_config(dict(config))
+except DpirError as e:
+    raise WorkflowError(f"invalid config: {e}") from None
+CFG["_sources"] = [str(p) for p in workflow.configfiles]
+
+PY = sys.executable
+OUT = CFG["out"]
+THREADS = CFG["threads"]
+REPORT = str(P.report(CFG))
+
+# The CLI reads exactly the config Snakemake resolved (all --configfile merges and --config
+# overrides).  Written only when its content changes, so its mtime never triggers reruns; reruns
+# are driven by the per-rule `params` hashes of the relevant config sections.
+RESOLVED = Path(OUT) / ".config" / "resolved.yaml"
+_text = yaml.safe_dump(CFG, sort_keys=True)
+if not RESOLVED.exists() or RESOLVED.read_text() != _text:
+    RESOLVED.parent.mkdir(parents=True, exist_ok=True)
+    RESOLVED.with_suffix(".tmp").write_text(_text)
+    RESOLVED.with_suffix(".tmp").replace(RESOLVED)
+DPIR = f"{PY} -m dpir"
+CFGARG = f"--config {RESOLVED}"
+
+
+def task_of_network(name):
+    net = CFG["networks"][name]
+    return net.get("task") or next(iter(CFG["tasks"]))
+
+
+def train_dataset(name):
+    net, task = CFG["networks"][name], CFG["tasks"][task_of_network(name)]
+    return net["train"].get("dataset") or task.get("train_dataset") or task["test_datasets"][0]
+
+
+def network_deps(name):
+    """Networks a network's training loads (any train value naming another network)."""
+    train = CFG["networks"][name].get("train", {})
+    return [v for v in train.values() if isinstance(v, str) and v in CFG["networks"] and v != name]
+
+
+def net_file(name):
+    return str(P.network_file(CFG, name))
+
+
+def runs():
+    """Every (task, dataset, method, seed) the report needs."""
+    for task in enabled_tasks(CFG):
+        tcfg = CFG["tasks"][task]
+        for ds in tcfg["test_datasets"]:
+            for method, mcfg in tcfg["methods"].items():
+                for seed in seeds_of(mcfg, tcfg):
+                    yield task, ds, method, seed
+
+
+def method_cfg(w):
+    return CFG["tasks"][w.task]["methods"][w.method]

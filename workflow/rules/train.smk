@@ -1,0 +1,15 @@
+rule train:
+    input:
+        manifest=lambda w: f"{CFG['data_dir']}/{task_of_network(w.network)}/{train_dataset(w.network)}/manifest.json",
+        deps=lambda w: [net_file(n) for n in network_deps(w.network)],
+    output:
+        f"{OUT}/networks/{{network}}/model.safetensors",
+    params:
+        h=lambda w: config_hash(CFG["networks"][w.network]),
+    threads: THREADS
+    resources:
+        gpu=1,
+    log:
+        f"{OUT}/logs/train/{{network}}.log",
+    shell:
+        "{DPIR} train -q {CFGARG} --network {wildcards.network} > {log} 2>&1"
