@@ -1,0 +1,100 @@
+"""Trainers of DP-IR's two learned parts (Zhussip et al. 2024, Sec. 3.2 and 4.1).
+
+- ``denoiser``: a Gaussian denoiser phi_D(x0 + sigma n, sigma) ~ x0 for sigma ~ U[0, sigma_max] per sample
+  (paper: sigma_max = 244.3/255, images in [0, 1]), MSE.  One denoiser serves every task.
+- ``fusion``: the fusion net phi_F(phi_IR(y), phi_D(x~_t, sigma_tilde_t), t) ~ x0 with the IR net and the
+  denoiser frozen, t ~ U{1..tau} per sample, x_t ~ q(x_t | x0), x~_t = x_t / sqrt(abar_t), MSE.
+
+Both draw all randomness from the generator handed to ``loss`` through :mod:`dpir.rng`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from dpir.diffusion.schedule import linear_schedule
+from dpir.errors import DpirError
+from dpir.nets import build_network
+from dpir.rng import rand, randn
+from dpir.train.base import Batch, TrainContext, TrainSpec
+
+#: the paper's denoiser noise range, 244.3 on the 0-255 scale
+PAPER_SIGMA_MAX = 244.3 / 255.0
+
+
+def _train_cfg(net_cfg: dict[str, Any]) -> dict[str, Any]:
+    train = net_cfg.get("train") or {}
+    if not isinstance(train, dict):
+        raise DpirError(f"network config key 'train' must be a mapping, got {train!r}")
+    return train
+
+
+def _model(net_cfg: dict[str, Any]) -> torch.nn.Module:
+    if "arch" not in net_cfg:
+        raise DpirError("network config is missing key 'arch' (an architecture name of dpir.nets.ARCHS)")
+    return build_network(net_cfg["arch"], **(net_cfg.get("kwargs") or {}))
+
+
+def denoiser(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
+    """Gaussian denoiser training: loss = MSE(phi_D(gt + sigma n, sigma), gt), sigma ~ U[0, sigma_max]."""
+    sigma_max = float(_train_cfg(net_cfg).get("sigma_max", PAPER_SIGMA_MAX))
+    if not sigma_max > 0:
+        raise DpirError(f"network config key 'train.sigma_max' must be > 0, got {sigma_max}")
+    model = _model(net_cfg).to(ctx.device)
+
+    def loss(batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        gt = batch["gt"]
+        B = gt.shape[0]
+        sigma = sigma_max * rand((B,), generator, device=gt.device, dtype=gt.dtype)
+        n = randn(gt.shape, generator, device=gt.device, dtype=gt.dtype)
+        x_noisy = gt + sigma.view(B, *([1] * (gt.dim() - 1))) * n
+        return F.mse_loss(model(x_noisy, sigma), gt)
+
+    return TrainSpec(model=model, loss=loss, data="clean")
+
+
+def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
+    """Fusion-net training with frozen ``train.ir`` and ``train.denoiser`` networks (names of the config's
+    ``networks`` section): t ~ U{1..tau}, x_t = sqrt(abar_t) gt + sqrt(1 - abar_t) eps,
+    loss = MSE(phi_F(phi_IR(lq), phi_D(x_t / sqrt(abar_t), sigma_tilde_t), t), gt).
+    The schedule is the linear one with ``train.T`` (1000), ``train.beta_start`` (1e-4), ``train.beta_end``
+    (2e-2); it must match the DP-IR method's schedule."""
+    train = _train_cfg(net_cfg)
+    for key in ("ir", "denoiser", "tau"):
+        if key not in train:
+            raise DpirError(f"fusion network config is missing key 'train.{key}'")
+    try:
+        schedule = linear_schedule(int(train.get("T", 1000)), float(train.get("beta_start", 1e-4)),
+                                   float(train.get("beta_end", 2e-2)))
+    except ValueError as e:
+        raise DpirError(f"fusion network config keys train.T/beta_start/beta_end: {e}") from None
+    tau = train["tau"]
+    if not (isinstance(tau, int) and 1 <= tau <= schedule.T):
+        raise DpirError(f"fusion network config key 'train.tau' must be an integer in 1..{schedule.T}, got {tau!r}")
+    ir = ctx.load(train["ir"])
+    den = ctx.load(train["denoiser"])
+    model = _model(net_cfg).to(ctx.device)
+    abar_table = torch.tensor(schedule.alphas_bar.tolist(), dtype=torch.float64)
+
+    def loss(batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        lq, gt = batch["lq"], batch["gt"]
+        B = gt.shape[0]
+        # t ~ U{1..tau}: floor(u * tau) + 1, u in [0, 1)
+        u = rand((B,), generator, dtype=torch.float64)
+        t = (torch.floor(u * tau).long() + 1).clamp_(1, tau)
+        ab = abar_table[t]
+        shape = (B,) + (1,) * (gt.dim() - 1)
+        sqrt_ab = ab.sqrt().to(gt.device, gt.dtype).view(shape)
+        sqrt_1m = (1.0 - ab).sqrt().to(gt.device, gt.dtype).view(shape)
+        sigma_tilde = ((1.0 - ab) / ab).sqrt().to(gt.device, gt.dtype)
+        eps = randn(gt.shape, generator, device=gt.device, dtype=gt.dtype)
+        x_t = sqrt_ab * gt + sqrt_1m * eps
+        with torch.no_grad():  # frozen parts: no graph through them
+            x0_ir = ir(lq)
+            x0_d = den(x_t / sqrt_ab, sigma_tilde)
+        return F.mse_loss(model(x0_ir, x0_d, t.to(gt.device)), gt)
+
+    return TrainSpec(model=model, loss=loss, data="pairs", frozen={"ir": ir, "denoiser": den})
+
