@@ -1,0 +1,313 @@
+"""Streaming, resumable, verified HTTP downloads (standard library only).
+
+pooch verifies hashes but cannot resume, and a 3.5 GB DIV2K archive over a flaky link needs to, so
+this is the minimal streaming code instead:
+
+* bytes go to ``<target>.part``; an existing ``.part`` is continued with ``Range: bytes=<n>-`` (a
+  server that ignores the range answers 200 and the file restarts from zero);
+* the transfer is checked against the published (or recorded) size: a short body keeps the
+  ``.part`` for the next run, a longer/different one is an error and nothing is kept;
+* the SHA-256 is checked, a mismatch deletes the ``.part`` and raises :class:`DpirError` naming
+  the file, the expected and the actual hash;
+* only then is the ``.part`` renamed onto the target (atomic on one filesystem).
+
+Google Drive (best effort, no extra dependency): ``https://drive.google.com/uc?export=download&id=<id>``;
+for large files Drive answers with an HTML "cannot scan for viruses" page whose form carries the
+confirm token; the form is followed once.  Drive quotas and page changes can still break it: the
+error then says how to download by hand and pre-stage the file.
+"""
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import BinaryIO
+
+from dpir.errors import DpirError
+
+# Module attributes so tests (and slow links) can change them.
+TIMEOUT = 60.0                 # seconds without a byte before a connection is given up
+CHUNK = 1 << 20
+RESUME_ATTEMPTS = 3            # automatic resumes within one call after a dropped connection
+GDRIVE_URL = "https://drive.google.com/uc"
+USER_AGENT = "dpir-bench-fetch/0.1 (+python urllib)"
+
+
+def gdrive_url(file_id: str) -> str:
+    return f"{GDRIVE_URL}?{urllib.parse.urlencode({'export': 'download', 'id': file_id})}"
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def part_path(path: Path) -> Path:
+    return path.with_name(path.name + ".part")
+
+
+def _validator_path(part: Path) -> Path:
+    return part.with_name(part.name + ".json")
+
+
+def discard_part(part: Path) -> None:
+    """Delete a ``.part`` and the validator (ETag/Last-Modified) kept beside it for resuming."""
+    for p in (part, _validator_path(part)):
+        if p.exists():
+            p.unlink()
+
+
+def _read_validator(part: Path, url: str) -> str | None:
+    try:
+        rec = json.loads(_validator_path(part).read_text())
+    except (OSError, ValueError):
+        return None
+    return rec.get("validator") if rec.get("url") == url else None
+
+
+def _write_validator(part: Path, url: str, resp: http.client.HTTPResponse) -> None:
+    etag = resp.headers.get("ETag")
+    validator = etag if etag and not etag.startswith("W/") else resp.headers.get("Last-Modified")
+    _validator_path(part).write_text(json.dumps({"url": url, "validator": validator}))
+
+
+# --------------------------------------------------------------------------------------------
+# Verification stamps: hashing a 3.5 GB file on every `dpir fetch`/`status` costs ~10 s, so a
+# verified file gets a sidecar recording (sha256, size, mtime); a changed file invalidates it.
+
+def _stamp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.sha256")
+
+
+def write_stamp(path: Path, sha256: str) -> None:
+    st = path.stat()
+    tmp = _stamp_path(path).with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    os.replace(tmp, _stamp_path(path))
+
+
+def stamped_sha256(path: Path) -> str | None:
+    """The hash recorded for ``path`` if the file is unchanged since it was verified."""
+    try:
+        rec = json.loads(_stamp_path(path).read_text())
+        st = path.stat()
+    except (OSError, ValueError):
+        return None
+    if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+        return rec.get("sha256")
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of ``path``, from its stamp when the file has not changed, else computed and stamped."""
+    digest = stamped_sha256(path)
+    if digest is None:
+        digest = sha256_file(path)
+        write_stamp(path, digest)
+    return digest
+
+
+def check_file(path: Path, name: str, sha256: str | None, size: int | None,
+               sha256_prefix: str | None = None, source: str = "published") -> str:
+    """Verify an existing file; return its SHA-256 or raise :class:`DpirError` saying what differs."""
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise DpirError(f"{path} ({name}) has {actual_size} bytes, expected {size}: delete it and run "
+                        f"`dpir fetch {name}` again (or pre-stage the right file)")
+    digest = file_sha256(path)
+    if sha256 is not None and digest != sha256:
+        raise DpirError(f"{path} ({name}) has sha256 {digest}, expected {sha256} "
+                        f"({source}): delete it and run "
+                        f"`dpir fetch {name}` again (or pre-stage the right file)")
+    if sha256_prefix is not None and not digest.startswith(sha256_prefix):
+        raise DpirError(f"{path} ({name}) has sha256 {digest}, which does not start with "
+                        f"{sha256_prefix} as its published file name says: delete it and fetch again")
+    return digest
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP
+
+class _DriveForm(HTMLParser):
+    """Collects the confirm form (or a confirm link) of Google Drive's download warning page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self.link: str | None = None
+        self._in_form = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.action is None and (a.get("id") == "download-form"
+                                                       or "download" in a.get("action", "")):
+            self.action, self._in_form = a["action"], True
+        elif tag == "input" and self._in_form and a.get("name"):
+            self.fields[a["name"]] = a.get("value", "")
+        elif tag == "a" and self.link is None and "confirm=" in a.get("href", ""):
+            self.link = a["href"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+
+
+def _drive_confirm_url(page: str, base: str) -> str | None:
+    p = _DriveForm()
+    p.feed(page)
+    if p.action:
+        return urllib.parse.urljoin(base, p.action) + "?" + urllib.parse.urlencode(p.fields)
+    if p.link:
+        return urllib.parse.urljoin(base, p.link.replace("&amp;", "&"))
+    return None
+
+
+def _open(url: str, start: int, if_range: str | None = None) -> http.client.HTTPResponse:
+    headers = {"User-Agent": USER_AGENT}
+    if start:
+        headers["Range"] = f"bytes={start}-"
+        if if_range:
+            # The server sends the whole (new) file instead of the rest if it changed meanwhile.
+            headers["If-Range"] = if_range
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT)
+
+
+def _total_size(resp: http.client.HTTPResponse, start: int) -> tuple[int, int | None]:
+    """(offset the body starts at, total file size or None) from the response headers."""
+    if resp.status == 206:
+        m = re.match(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        if not m:
+            raise DpirError(f"{resp.url}: 206 response without a usable Content-Range header")
+        return int(m.group(1)), None if m.group(3) == "*" else int(m.group(3))
+    length = resp.headers.get("Content-Length")
+    return 0, int(length) if length is not None else None
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _Refused(Exception):
+    """A source that answered but will not serve the file (HTML page instead of data)."""
+
+
+def _stream(resp: http.client.HTTPResponse, out: BinaryIO, have: int, total: int | None,
+            label: str, progress: bool) -> int:
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=label, file=sys.stderr,
+                   leave=False)
+    try:
+        while True:
+            try:
+                block = resp.read(CHUNK)
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as e:
+                raise _Interrupted(f"{type(e).__name__}") from None
+            if not block:
+                break
+            out.write(block)
+            have += len(block)
+            if bar is not None:
+                bar.update(len(block))
+    finally:
+        out.flush()
+        if bar is not None:
+            bar.close()
+    if total is not None and have < total:
+        raise _Interrupted(f"connection closed after {have} of {total} bytes")
+    return have
+
+
+def download(urls: list[str], dest: Path, *, name: str, size: int | None, progress: bool = True,
+             drive: set[str] = frozenset(), checked: bool = True) -> str:
+    """Download to ``<dest>.part`` (resuming it if present); return the URL that served the file.
+
+    The ``.part`` is left in place for the caller to verify and rename.  ``drive`` holds the URLs that
+    are Google Drive endpoints (their HTML warning page is followed once).  A ``.part`` is resumed
+    with ``If-Range`` when the server gave an ETag/Last-Modified; without one, and when no hash will
+    check the result (``checked=False``), it is restarted: splicing two upstream versions together
+    would otherwise be recorded as the reference hash.
+    """
+    part = part_path(dest)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    errors: list[str] = []
+    for url in urls:
+        attempts = 0
+        while True:
+            have = part.stat().st_size if part.exists() else 0
+            validator = _read_validator(part, url) if have else None
+            if (size is not None and have > size) or (have and validator is None and not checked):
+                discard_part(part)
+                have = 0
+            if size is not None and have == size:
+                return url      # a complete .part from an earlier run: nothing left to fetch
+            try:
+                resp = _open(url, have, validator)
+                ctype = resp.headers.get("Content-Type", "")
+                if ctype.startswith("text/html"):
+                    page = resp.read(1 << 20).decode("utf-8", "replace")
+                    resp.close()
+                    follow = _drive_confirm_url(page, resp.url) if url in drive else None
+                    if follow is None:
+                        raise _Refused(f"{url} answered with a web page instead of the file "
+                                       f"(quota, login or a moved file)")
+                    resp = _open(follow, have, validator)
+                    if resp.headers.get("Content-Type", "").startswith("text/html"):
+                        resp.close()
+                        raise _Refused(f"{url}: Google Drive refused the download (quota exceeded or no "
+                                       f"public access); open it in a browser to download by hand")
+            except _Refused as e:
+                errors.append(str(e))
+                break
+            except urllib.error.HTTPError as e:
+                if e.code == 416 and have:
+                    # Range not satisfiable: the .part is complete or longer than the file; start over.
+                    discard_part(part)
+                    attempts += 1
+                    if attempts <= RESUME_ATTEMPTS:
+                        continue
+                errors.append(f"{url}: HTTP {e.code} {e.reason}")
+                break
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                errors.append(f"{url}: {getattr(e, 'reason', e)}")
+                break
+            with resp:
+                offset, total = _total_size(resp, have)
+                if offset != have or not have:   # fresh start, or the range was refused/outdated
+                    have, mode = 0, "wb"
+                    _write_validator(part, url, resp)
+                else:
+                    mode = "ab"
+                if total is not None and size is not None and total != size:
+                    discard_part(part)
+                    raise DpirError(f"{url} offers {total} bytes for {dest.name} but {size} are "
+                                    f"expected: the file changed upstream or the URL is wrong; "
+                                    f"nothing was kept")
+                with open(part, mode) as out:
+                    try:
+                        _stream(resp, out, have, total, dest.name, progress)
+                    except _Interrupted as e:
+                        attempts += 1
+                        if attempts <= RESUME_ATTEMPTS:
+                            continue
+                        got = part.stat().st_size
+                        raise DpirError(
+                            f"download of {dest.name} from {url} was interrupted ({e}) after {got} bytes; "
+                            f"the partial file {part} is kept: run `dpir fetch {name}` again to resume"
+                        ) from None
+            return url
+    raise DpirError(f"could not download {dest.name} ({name}): {'; '.join(errors)}. Without network, "
+                    f"put the file at {dest} and run `dpir fetch {name}` to verify it")
