@@ -57,8 +57,21 @@ def to_rgb_float(arr: np.ndarray, source: str = "<array>") -> tuple[np.ndarray, 
     return np.ascontiguousarray(arr), notes
 
 
-def read_image(path: str | os.PathLike) -> torch.Tensor:
-    """Read an image file as float32 (3, H, W) in [0, 1]; raise DpirError naming the file if unreadable."""
+def _png_bit_depth(path: Path) -> int | None:
+    with open(path, "rb") as f:
+        head = f.read(25)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) == 25:
+        return head[24]
+    return None
+
+
+def read_image(path: str | os.PathLike, notes: list[str] | None = None) -> torch.Tensor:
+    """Read an image file as float32 (3, H, W) in [0, 1]; raise DpirError naming the file if unreadable.
+
+    Conversions (grayscale, alpha, 16-bit) are appended to ``notes`` when given.  Pillow validates
+    the file (it detects truncation); 16-bit colour PNGs are decoded with OpenCV because Pillow
+    reduces them to 8 bits.
+    """
     path = Path(path)
     try:
         with Image.open(path) as im:
@@ -69,13 +82,20 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
                 arr = np.array(im.convert("RGB"))
             else:
                 arr = np.array(im)
+            if im.format == "PNG" and im.mode in ("RGB", "RGBA") and _png_bit_depth(path) == 16:
+                import cv2
+
+                deep = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                if deep is None:
+                    raise OSError("OpenCV could not decode the 16-bit PNG")
+                arr = deep[..., [2, 1, 0, 3][: deep.shape[2]]]
     except FileNotFoundError:
         raise DpirError(f"image {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DpirError(f"cannot read image {path}: {e}. Replace or remove the file.") from None
-    rgb, notes = to_rgb_float(arr, str(path))
-    for n in notes:
-        log.info("%s: %s", path, n)
+    rgb, found = to_rgb_float(arr, str(path))
+    if notes is not None:
+        notes.extend(found)
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 
 
@@ -110,9 +130,10 @@ def write_png(path: str | os.PathLike, x: torch.Tensor, bits: int = 8) -> None:
     if bits == 8:
         Image.fromarray(np.round(arr * 255).astype(np.uint8), mode="RGB").save(tmp, compress_level=1)
     elif bits == 16:
-        import skimage.io
+        import cv2  # Pillow cannot write 16-bit colour PNGs
 
-        skimage.io.imsave(tmp, np.round(arr * 65535).astype(np.uint16), check_contrast=False)
+        if not cv2.imwrite(str(tmp), np.round(arr * 65535).astype(np.uint16)[..., ::-1]):
+            raise DpirError(f"could not write {path}")
     else:
         raise ValueError("bits must be 8 or 16")
     os.replace(tmp, path)

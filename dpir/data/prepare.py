@@ -48,7 +48,10 @@ def _source_images(ds: dict, split: str) -> list[tuple[str, object]]:
         key = "path" if split == "test" else "train_path"
         if key not in ds:
             return []
-        return [(p.stem, (lambda p=p: (read_image(p), []))) for p in list_images(ds[key])]
+        def load_file(p):
+            notes: list[str] = []
+            return read_image(p, notes), notes
+        return [(p.stem, (lambda p=p: load_file(p))) for p in list_images(ds[key])]
     if kind in ("div2k", "gopro", "hide", "syntheticburst"):
         raise DpirError(f"dataset kind {kind!r} is a paper-scale dataset: use config/paper.yaml and "
                         f"`dpir fetch {kind}` (see README, 'Paper scale')")

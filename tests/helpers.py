@@ -1,0 +1,23 @@
+"""Small shared helpers for tests (import as `from helpers import ...`; tests/ is on sys.path)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def base_config(tmp_path: Path, **over) -> dict:
+    """The embedded default config merged with the tiny test config, writing under tmp_path."""
+    from dpir.config import load_config
+
+    cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "test.yaml"],
+                      {"out": str(tmp_path / "results"), "data_dir": str(tmp_path / "data"), **over})
+    return copy.deepcopy(cfg)
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -1,0 +1,77 @@
+import pytest
+import yaml
+
+from dpir.config import deep_merge, load_config, validate_config
+from dpir.errors import DpirError
+from helpers import ROOT, write_yaml
+
+
+def default():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_default_configs_validate_and_fill_defaults():
+    cfg = load_config([ROOT / "config" / "config.yaml"])
+    assert cfg["tasks"]["sr"]["scale"] == 4
+    assert cfg["restore_batch"] == 1          # schema default filled
+    assert cfg["datasets"]["bundled"]["lr"] == "regenerate"
+    load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "test.yaml"])
+
+
+def test_typo_at_top_level_names_key_and_suggests():
+    cfg = default()
+    cfg["taskss"] = cfg.pop("tasks")
+    with pytest.raises(DpirError, match=r"'taskss'|tasks"):
+        validate_config(cfg)
+    cfg = default()
+    cfg["devcie"] = "cpu"
+    with pytest.raises(DpirError, match=r"config key 'devcie' is not a known setting. Did you mean 'device'\?"):
+        validate_config(cfg)
+
+
+def test_nested_typo_names_full_key_path():
+    cfg = default()
+    cfg["tasks"]["sr"]["methds"] = {}
+    with pytest.raises(DpirError, match=r"config key 'tasks\.sr\.methds' is not a known setting\. Did you mean 'methods'\?"):
+        validate_config(cfg)
+
+
+def test_wrong_value_names_key():
+    cfg = default()
+    cfg["tasks"]["sr"]["scale"] = "four"
+    with pytest.raises(DpirError, match=r"config key 'tasks\.sr\.scale'"):
+        validate_config(cfg)
+    cfg = default()
+    cfg["device"] = "gpu0"
+    with pytest.raises(DpirError, match=r"config key 'device'"):
+        validate_config(cfg)
+
+
+def test_unknown_network_reference_suggests():
+    cfg = default()
+    cfg["tasks"]["sr"]["methods"]["swinir"]["network"] = "swinir_rs"
+    with pytest.raises(DpirError, match=r"tasks\.sr\.methods\.swinir\.network.*Did you mean 'swinir_sr'"):
+        validate_config(cfg)
+
+
+def test_unknown_dataset_reference():
+    cfg = default()
+    cfg["tasks"]["sr"]["test_datasets"] = ["div2k"]
+    with pytest.raises(DpirError, match=r"tasks\.sr\.test_datasets.*'div2k'"):
+        validate_config(cfg)
+
+
+def test_merge_order_later_files_win(tmp_path):
+    a = write_yaml(tmp_path / "a.yaml", {"threads": 3, "datasets": {"bundled": {"kind": "bundled", "test_crop": 64}}})
+    cfg = load_config([ROOT / "config" / "config.yaml", a])
+    assert cfg["threads"] == 3 and cfg["datasets"]["bundled"]["test_crop"] == 64
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
+
+
+def test_missing_and_invalid_yaml(tmp_path):
+    with pytest.raises(DpirError, match="does not exist"):
+        load_config([tmp_path / "nope.yaml"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tasks: [unclosed")
+    with pytest.raises(DpirError, match="not valid YAML"):
+        load_config([bad])

@@ -1,0 +1,156 @@
+"""Training loop (seeding, exact resume, checkpoints) and the restore/score stages."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from dpir import paths
+from dpir.checkpoint import load_network, read_meta, save_network
+from dpir.data.prepare import prepare
+from dpir.errors import DpirError, UnknownNameError
+from dpir.measure import count_flops, count_nfe, count_params
+from dpir.methods.base import Method
+from dpir.methods.simple import pad_to_multiple
+from dpir.restore import merge_shards, restore_dataset
+from dpir.score import score_run
+from dpir.train.loop import train_network
+from helpers import base_config
+
+TINY_SWINIR = {"upscale": 4, "in_chans": 3, "img_size": 8, "window_size": 4, "img_range": 1.0, "depths": [1],
+               "embed_dim": 8, "num_heads": [2], "mlp_ratio": 1.0, "upsampler": "pixelshuffledirect",
+               "resi_connection": "1conv"}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    cfg = base_config(tmp, device="cpu", threads=1,
+                      networks={"swinir_sr": {"kwargs": TINY_SWINIR,
+                                              "train": {"steps": 6, "batch": 2, "patch": 32, "checkpoint_every": 2}}})
+    prepare(cfg, "sr", "bundled")
+    return cfg
+
+
+def weights(cfg, name="swinir_sr"):
+    return load_network(paths.network_dir(cfg, name)).state_dict()
+
+
+def test_training_is_seeded_and_resume_is_exact(prepared, tmp_path):
+    cfg = prepared
+    rec = train_network(cfg, "swinir_sr", progress=False)
+    full = weights(cfg)
+    meta = read_meta(paths.network_dir(cfg, "swinir_sr"))
+    assert meta["arch"] == "swinir" and meta["kwargs"] == TINY_SWINIR and meta["step"] == 6
+    assert rec["trained_params"] == sum(v.numel() for k, v in full.items() if "relative_position_index" not in k
+                                        and "attn_mask" not in k) or rec["trained_params"] > 0
+    # a second, interrupted-then-resumed run ends with bit-identical weights
+    cfg2 = dict(cfg, out=str(tmp_path / "other"))
+    stopped = train_network(cfg2, "swinir_sr", progress=False, stop_after=3)
+    assert stopped == {"stopped_at": 3}
+    assert (paths.network_dir(cfg2, "swinir_sr") / "state.pt").exists()
+    assert not paths.network_file(cfg2, "swinir_sr").exists()
+    rec2 = train_network(cfg2, "swinir_sr", progress=False)
+    assert rec2["resumed_from"] == 3
+    resumed = weights(cfg2)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert not (paths.network_dir(cfg2, "swinir_sr") / "state.pt").exists()
+
+
+def test_checkpoint_of_wrong_architecture_is_refused(tmp_path):
+    save_network(nn.Conv2d(3, 3, 3), tmp_path / "net", "swinir", TINY_SWINIR)
+    with pytest.raises(DpirError, match=r"does not fit SwinIR: missing keys: conv_after_body.*unexpected keys: bias, weight"):
+        load_network(tmp_path / "net")
+    with pytest.raises(DpirError, match="no trained network at"):
+        load_network(tmp_path / "absent")
+    save_network(nn.Conv2d(3, 3, 3), tmp_path / "c", "swinir", TINY_SWINIR)
+    (tmp_path / "c" / "model.safetensors").write_bytes(b"garbage")
+    with pytest.raises(DpirError, match=r"cannot read .*model\.safetensors"):
+        load_network(tmp_path / "c")
+
+
+def test_restore_score_and_determinism(prepared):
+    cfg = prepared
+    if not paths.network_file(cfg, "swinir_sr").exists():
+        train_network(cfg, "swinir_sr", progress=False)
+    rec = restore_dataset(cfg, "sr", "bundled", "swinir", 0, progress=False)
+    assert rec["nfe"] == 1 and rec["nfe_groups"] == {"ir": 1}
+    assert rec["params_total"] == rec["params_trained"] > 0
+    assert rec["flops_per_image"] > 0 and rec["flops_input_size"] == [16, 16]
+    first = (paths.restored_dir(cfg, "sr", "bundled", "swinir", 0) / "astronaut.png").read_bytes()
+    restore_dataset(cfg, "sr", "bundled", "swinir", 0, progress=False)
+    assert (paths.restored_dir(cfg, "sr", "bundled", "swinir", 0) / "astronaut.png").read_bytes() == first
+    scores = score_run(cfg, "sr", "bundled", "swinir", 0)
+    assert set(scores["metrics"]) == set(cfg["tasks"]["sr"]["metrics"])
+    psnr = scores["metrics"]["psnr_y"]
+    assert psnr["available"] and set(psnr["per_image"]) == {"astronaut", "chelsea"}
+    assert psnr["mean"] == pytest.approx(sum(psnr["per_image"].values()) / 2)
+    stored = json.loads(paths.scores(cfg, "sr", "bundled", "swinir", 0).read_text())
+    assert stored["provenance"]["seed"] == 0 and "git" in stored["provenance"]
+    assert stored["scored_from"] == "8-bit PNG"
+    bic = restore_dataset(cfg, "sr", "bundled", "bicubic", 0, progress=False)
+    assert bic["nfe"] == 0 and bic["flops_per_image"] is None
+
+
+def test_sharding_does_not_change_results(prepared):
+    cfg = prepared
+    restore_dataset(cfg, "sr", "bundled", "bicubic", 1, progress=False)
+    whole = {p.name: p.read_bytes() for p in paths.restored_dir(cfg, "sr", "bundled", "bicubic", 1).glob("*.png")}
+    for k in range(2):
+        restore_dataset(cfg, "sr", "bundled", "bicubic", 1, progress=False, shard=(k, 2))
+    merged = merge_shards(cfg, "sr", "bundled", "bicubic", 1, 2)
+    assert merged["images"] == ["astronaut", "chelsea"]
+    again = {p.name: p.read_bytes() for p in paths.restored_dir(cfg, "sr", "bundled", "bicubic", 1).glob("*.png")}
+    assert again == whole
+
+
+def test_unknown_method_suggests(prepared):
+    with pytest.raises(UnknownNameError, match=r"unknown method of task 'sr' 'swinr'\. Did you mean 'swinir'"):
+        restore_dataset(prepared, "sr", "bundled", "swinr", 0, progress=False)
+
+
+def test_failed_restore_keeps_finished_results(prepared, monkeypatch):
+    cfg = prepared
+    restore_dataset(cfg, "sr", "bundled", "bicubic", 0, progress=False)
+    out = paths.restored_dir(cfg, "sr", "bundled", "bicubic", 0)
+    before = (out / "run.json").read_text()
+    import dpir.restore as R
+
+    def boom(*a, **k):
+        raise DpirError("simulated failure while writing")
+    monkeypatch.setattr(R, "write_png", boom)
+    with pytest.raises(DpirError, match="simulated"):
+        restore_dataset(cfg, "sr", "bundled", "bicubic", 0, progress=False)
+    assert (out / "run.json").read_text() == before
+
+
+class Twice(Method):
+    """Calls module a twice and b once per restore: NFE groups count calls, not formulas."""
+
+    def __init__(self):
+        self.a, self.b = nn.Conv2d(3, 3, 1), nn.Conv2d(3, 3, 1)
+
+    def restore(self, y, generator=None):
+        return self.b(self.a(self.a(y)))
+
+    def modules(self):
+        return {"a": self.a, "b": self.b}
+
+    def nfe_groups(self):
+        return {"step": [self.a, self.b]}
+
+
+def test_nfe_flops_params_are_measured():
+    m = Twice()
+    with count_nfe(m) as c, count_flops() as f:
+        m.restore(torch.rand(1, 3, 4, 5))
+    assert c.by_group() == {"step": 2} and c.total == 2
+    assert f.get_total_flops() == 3 * 2 * (3 * 3) * 4 * 5  # three 1x1 convs: 2 x MACs
+    assert count_params(m.modules()) == 2 * (9 + 3)
+    assert count_params({"x": m.a, "y": m.a}) == 12  # shared modules count once
+
+
+def test_tiny_images_are_padded():
+    y = torch.rand(1, 3, 3, 5)
+    p, (h, w) = pad_to_multiple(y, 8)
+    assert p.shape[-2:] == (8, 8) and (h, w) == (3, 5) and torch.equal(p[..., :3, :5], y)
