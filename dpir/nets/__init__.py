@@ -25,6 +25,8 @@ ARCHS: dict[str, str] = {
     "fusion_tdwa": "dpir.nets.fusion_variants:TDWA",
     "fusion_ldwt": "dpir.nets.fusion_variants:LDWT",
     "fusion_unet": "dpir.nets.fusion_variants:FusionUNet",
+    # burst backbone (BSRT family, deformable alignment)
+    "bsrt": "dpir.nets.burst:BSRT",
     # baselines
     "srdiff": "baselines.srdiff.nets:SRDiffNet",
     "srdiff_rrdb": "baselines.srdiff.nets:RRDBNet",
