@@ -23,7 +23,7 @@ from dpir.checkpoint import atomic_write_text
 from dpir.data import bundled
 from dpir.data.degrade import bicubic_down, mod_crop
 from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
-from dpir.errors import DpirError
+from dpir.errors import DpirError, UnknownNameError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,11 @@ def degrade(task: dict, gt: torch.Tensor) -> torch.Tensor:
 
 
 def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "test")) -> dict:
-    task = config["tasks"][task_name]
+    from dpir.config import task_config
+
+    task = task_config(config, task_name)
+    if dataset_name not in config["datasets"]:
+        raise UnknownNameError("dataset", dataset_name, config["datasets"])
     ds = config["datasets"][dataset_name]
     root = paths.prepared(config, task_name, dataset_name)
     scale = task.get("scale", 1)

@@ -8,6 +8,6 @@ TRAINERS: dict[str, str] = {
     "srdiff_rrdb": "baselines.srdiff.train:rrdb",
     "srdiff": "baselines.srdiff.train:srdiff",
     "indi": "baselines.indi.train:indi",
-    "diffir_s1": "baselines.diffir.train:stage1",
-    "diffir_s2": "baselines.diffir.train:stage2",
+    "diffir_s1": "baselines.diffir.train:build_s1",
+    "diffir_s2": "baselines.diffir.train:build_s2",
 }
