@@ -1,0 +1,8 @@
+"""SRDiff (Li et al., "SRDiff: Single Image Super-Resolution with Diffusion Probabilistic Models",
+Neurocomputing 2022; official code LeiaLi/SRDiff).
+
+- :mod:`.nets`: the RRDB LR encoder and the conditional noise-predicting U-Net (official parameter names);
+- :mod:`.sampler`: the cosine schedule and the 100-step ancestral sampler, as plain functions;
+- :mod:`.method`: the restore contract; :mod:`.train`: the two trainers (RRDB pre-training, diffusion);
+- :mod:`.checkpoint`: loading the released checkpoints.
+"""
