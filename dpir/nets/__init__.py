@@ -47,5 +47,5 @@ def build_network(arch: str, **kwargs) -> nn.Module:
     ctor = resolve(ARCHS, "architecture", arch)
     try:
         return ctor(**kwargs)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise DpirError(f"bad arguments for architecture {arch!r}: {e}; check the network's `kwargs` in the config") from None

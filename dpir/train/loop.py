@@ -100,6 +100,8 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
                             f"lower `train.lr` in the config")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if train_cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(params, float(train_cfg["grad_clip"]))
         opt.step()
         sched.step()
         losses.append(float(loss.detach()))
@@ -140,7 +142,7 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
     device = resolve_device(config)
     seed = int(train_cfg.get("seed", 0))
     torch.manual_seed(seed)  # initial weights
-    ctx = TrainContext(task_name=task_name, task=task, networks_dir=str(paths.network_dir(config, "").parent),
+    ctx = TrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
                        device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
     pairs = [(lq, gt) for _, lq, gt in load_split(config, task_name, dataset, "train")]

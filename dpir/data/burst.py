@@ -1,0 +1,465 @@
+"""Synthetic RAW bursts from sRGB images, and the ISP that turns linear estimates back into sRGB.
+
+The procedure is that of SyntheticBurst (Bhat et al., "Deep Burst Super-Resolution", CVPR 2021,
+Sec. 4 and the official generator), whose camera model is the inverse pipeline of Brooks et al.,
+"Unprocessing Images for Learned Raw Denoising" (CVPR 2019, Sec. 3):
+
+1. unprocess the sRGB image (Brooks et al. Sec. 3.1-3.3, each step the inverse of an ISP stage):
+   inverse tone map (the inverse smoothstep ``0.5 - sin(asin(1 - 2y) / 3)``), inverse gamma
+   (``x ** 2.2``), inverse colour correction with a random ``rgb2cam`` (a random convex combination of
+   four XYZ->camera matrices, times sRGB->XYZ, rows normalised to sum to 1), inverse white balance and
+   brightening with random gains (``rgb_gain = 1 / N(0.8, 0.1)``, ``red_gain ~ U(1.9, 2.4)``,
+   ``blue_gain ~ U(1.5, 1.9)``) through the highlight-preserving "safe" inversion, then clip to [0,1];
+2. warp the linear image once per frame: frame 0 only by a half-pixel-grid shift that puts its
+   samples on the HR grid, the others by a random translation ``U(-24, 24)`` px per axis and a
+   rotation ``U(-1, 1)`` degrees about the image centre (cv2.warpAffine semantics: bilinear, zeros
+   outside), on an image with a ``warp_margin`` (24 px) border that is then cropped away;
+3. downsample each frame by 4 as cv2.resize(INTER_LINEAR) does (no antialiasing: each LR pixel is the
+   mean of the 2x2 HR pixels at the centre of its 4x4 block);
+4. mosaic to RGGB and pack to 4 channels (R, G_r, G_b, B) at half the LR resolution;
+5. add heteroscedastic Gaussian noise, variance ``shot * x + read`` with ``log shot ~ U(log 1e-4,
+   log 1.2e-2)`` and ``log read = 2.18 log shot + 1.20 + N(0, 0.26)`` (Brooks et al. Sec. 3.4), clip.
+
+Sizes.  The input is ``(3, H + 2m, W + 2m)`` with ``m = warp_margin`` and ``H, W`` multiples of
+``2 * downsample_factor`` (8).  The ground truth is the unprocessed linear image without the margin,
+``(3, H, W)``; the frames are ``(N, 4, H / 8, W / 8)``.  The official setting: 432x432 crops, m = 24,
+384x384 ground truth, 14 frames of 48x48x4 -- the network output is 8x the packed frame size.
+
+Where we differ from the official generator (all switchable through ``cfg``):
+
+* ``quantize_warp_input`` (default False): the official code converts the linear image to uint8
+  (truncating ``x * 255``) before cv2.warpAffine because it warps with OpenCV; we warp in float.
+* Warping uses ``grid_sample`` in float; cv2.warpAffine quantises sample positions to 1/32 px.
+* Frame files are rounded to the nearest 1/2^14 (the official writer truncates).
+
+Scoring (not done here): :func:`process_linear_to_srgb` is the official ``process_linear_image_rgb``
+(gains, colour correction, gamma, smoothstep, clip) with each burst's own metadata.  The official
+SyntheticBurst scoring ignores 40 px at each border of the 384x384 output; the harness makes this the
+scoring config value ``border_crop`` (0 in the embedded config, ``OFFICIAL_SCORE_BORDER`` = 40 for the
+official protocol).
+
+On disk (:func:`write_burst`): the SyntheticBurst layout ``bursts/<id>/im_raw_XX.png`` (uint16, value
+* 2^14, 4 channels) and ``gt/<id>/im_rgb.png`` (uint16, linear RGB * 2^14), in OpenCV's BGR(A) file
+order so the official loader and :func:`dpir.data.layouts.read_burst` read them, plus
+``gt/<id>/meta_info.json`` (JSON instead of the official pickle); :func:`read_burst` reads either.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dpir import rng
+from dpir.checkpoint import atomic_write_text
+from dpir.data import layouts
+from dpir.errors import DpirError
+
+OFFICIAL_SCORE_BORDER = 40
+
+# XYZ -> camera matrices of four cameras, as listed by Brooks et al. (2019) and reused by Bhat et al.
+XYZ2CAMS = (
+    ((1.0234, -0.2969, -0.2266), (-0.5625, 1.6328, -0.0469), (-0.0703, 0.2188, 0.6406)),
+    ((0.4913, -0.0541, -0.0202), (-0.613, 1.3513, 0.2906), (-0.1564, 0.2151, 0.7183)),
+    ((0.838, -0.263, -0.0639), (-0.2887, 1.0725, 0.2496), (-0.0627, 0.1427, 0.5438)),
+    ((0.6596, -0.2079, -0.0562), (-0.4782, 1.3016, 0.1933), (-0.097, 0.1581, 0.5181)),
+)
+# linear sRGB (D65) -> XYZ
+RGB2XYZ = ((0.4124564, 0.3575761, 0.1804375), (0.2126729, 0.7151522, 0.0721750), (0.0193339, 0.1191920, 0.9503041))
+
+DEFAULTS: dict[str, Any] = {
+    "downsample_factor": 4,
+    "max_translation": 24.0,      # px on the HR grid, per axis
+    "max_rotation": 1.0,          # degrees
+    "warp_margin": 24,            # the official transformation param 'border_crop'
+    "random_ccm": True,
+    "random_gains": True,
+    "smoothstep": True,
+    "gamma": True,
+    "add_noise": True,
+    "shot_noise_level": None,     # None: drawn as Brooks et al.; a number fixes it (with read_noise_level)
+    "read_noise_level": None,
+    "quantize_warp_input": False,
+}
+
+
+def _config(cfg: dict[str, Any] | None) -> dict[str, Any]:
+    cfg = dict(cfg or {})
+    unknown = set(cfg) - set(DEFAULTS)
+    if unknown:
+        raise DpirError(f"unknown burst synthesis key(s) {sorted(unknown)}; allowed: {sorted(DEFAULTS)}")
+    out = {**DEFAULTS, **cfg}
+    if (out["shot_noise_level"] is None) != (out["read_noise_level"] is None):
+        raise DpirError("burst synthesis: set both shot_noise_level and read_noise_level, or neither")
+    if int(out["downsample_factor"]) < 1 or int(out["warp_margin"]) < 0:
+        raise DpirError("burst synthesis: downsample_factor must be >= 1 and warp_margin >= 0")
+    return out
+
+
+# ---------------------------------------------------------------------------------- camera model
+
+def random_ccm(generator: torch.Generator) -> torch.Tensor:
+    """rgb2cam (3x3, float64): a random convex combination of ``XYZ2CAMS`` times RGB2XYZ, each row
+    normalised to sum to 1 so white stays white (white balance is modelled by the gains).
+
+    Brooks et al. draw the weights uniformly in [1e-8, 1e8] before normalising, which is the same
+    distribution as uniform [0, 1) weights up to the negligible 1e-8 floor.
+    """
+    w = rng.rand((len(XYZ2CAMS),), generator).double() + 1e-16
+    xyz2cam = (torch.tensor(XYZ2CAMS, dtype=torch.float64) * w[:, None, None]).sum(0) / w.sum()
+    rgb2cam = xyz2cam @ torch.tensor(RGB2XYZ, dtype=torch.float64)
+    return rgb2cam / rgb2cam.sum(-1, keepdim=True)
+
+
+def random_gains(generator: torch.Generator) -> tuple[float, float, float]:
+    """(rgb_gain, red_gain, blue_gain) as Brooks et al.: 1 / N(0.8, 0.1), U(1.9, 2.4), U(1.5, 1.9)."""
+    z = float(rng.randn((1,), generator).double())
+    u = rng.rand((2,), generator).double().tolist()
+    return 1.0 / (0.8 + 0.1 * z), 1.9 + 0.5 * u[0], 1.5 + 0.4 * u[1]
+
+
+def random_noise_levels(generator: torch.Generator) -> tuple[float, float]:
+    """(shot, read) noise: log-uniform shot in [1e-4, 1.2e-2], log read = 2.18 log shot + 1.20 + N(0, 0.26)."""
+    u = float(rng.rand((1,), generator).double())
+    z = float(rng.randn((1,), generator).double())
+    log_shot = math.log(1e-4) + (math.log(0.012) - math.log(1e-4)) * u
+    return math.exp(log_shot), math.exp(2.18 * log_shot + 1.20 + 0.26 * z)
+
+
+def invert_smoothstep(y: torch.Tensor) -> torch.Tensor:
+    y = y.clamp(0.0, 1.0)
+    return 0.5 - torch.sin(torch.asin(1.0 - 2.0 * y) / 3.0)
+
+
+def smoothstep(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0.0, 1.0)
+    return 3.0 * x ** 2 - 2.0 * x ** 3
+
+
+def gamma_expansion(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(min=1e-8) ** 2.2
+
+
+def gamma_compression(x: torch.Tensor) -> torch.Tensor:
+    return x.clamp(min=1e-8) ** (1.0 / 2.2)
+
+
+def apply_ccm(x: torch.Tensor, ccm: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) -> ccm @ pixel for every pixel."""
+    return torch.einsum("ij,...jhw->...ihw", ccm.to(x), x)
+
+
+def _gains(rgb_gain: float, red_gain: float, blue_gain: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([red_gain * rgb_gain, rgb_gain, blue_gain * rgb_gain], dtype=like.dtype,
+                        device=like.device).view(3, 1, 1)
+
+
+def safe_invert_gains(x: torch.Tensor, rgb_gain: float, red_gain: float, blue_gain: float) -> torch.Tensor:
+    """Divide by the white-balance gains, except near saturation (Brooks et al. Sec. 3.2): above a grey
+    level of 0.9 the gain is blended towards 1 so saturated highlights stay saturated instead of
+    turning into coloured, sub-white values after the forward ISP."""
+    g = 1.0 / _gains(rgb_gain, red_gain, blue_gain, x)
+    grey = x.mean(dim=-3, keepdim=True)
+    inflection = 0.9
+    mask = ((grey - inflection).clamp(min=0.0) / (1.0 - inflection)) ** 2
+    return x * torch.maximum(mask + (1.0 - mask) * g, g)
+
+
+def apply_gains(x: torch.Tensor, rgb_gain: float, red_gain: float, blue_gain: float) -> torch.Tensor:
+    return (x * _gains(rgb_gain, red_gain, blue_gain, x)).clamp(0.0, 1.0)
+
+
+def _meta_matrix(meta: dict, key: str) -> torch.Tensor:
+    v = meta[key]
+    return v.double() if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v, dtype=np.float64))
+
+
+def process_linear_to_srgb(img: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
+    """The forward ISP of the SyntheticBurst evaluation (official ``process_linear_image_rgb``):
+    white balance (gains, clipped to [0,1]), colour correction with ``cam2rgb``, gamma 1/2.2 and the
+    smoothstep tone map when the metadata says they were inverted, clip to [0,1].
+
+    ``img`` is (3,H,W) or (B,3,H,W) linear camera RGB; ``meta`` is one burst's metadata (ours from
+    JSON, or the official pickle's tensors).  No border is cropped here (see ``border_crop``).
+    """
+    x = apply_gains(img, float(meta["rgb_gain"]), float(meta["red_gain"]), float(meta["blue_gain"]))
+    x = apply_ccm(x, _meta_matrix(meta, "cam2rgb"))
+    if bool(meta.get("gamma", True)):
+        x = gamma_compression(x)
+    if bool(meta.get("smoothstep", True)):
+        x = smoothstep(x)
+    return x.clamp(0.0, 1.0)
+
+
+def unprocess(rgb: torch.Tensor, rgb2cam: torch.Tensor, gains: tuple[float, float, float],
+              use_smoothstep: bool = True, use_gamma: bool = True) -> torch.Tensor:
+    """sRGB (3,H,W) in [0,1] -> linear camera RGB (Brooks et al. Sec. 3), clipped to [0,1]."""
+    x = rgb
+    if use_smoothstep:
+        x = invert_smoothstep(x)
+    if use_gamma:
+        x = gamma_expansion(x)
+    x = apply_ccm(x, rgb2cam)
+    x = safe_invert_gains(x, *gains)
+    return x.clamp(0.0, 1.0)
+
+
+# ---------------------------------------------------------------------------------- mosaic
+
+def mosaic(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) -> packed RGGB (..., 4, H/2, W/2): R at (2i, 2j), G_r at (2i, 2j+1), G_b at
+    (2i+1, 2j), B at (2i+1, 2j+1) -- the channel order the official loader returns."""
+    if rgb.shape[-1] % 2 or rgb.shape[-2] % 2:
+        raise DpirError(f"mosaic needs even height and width, got {tuple(rgb.shape[-2:])}")
+    return torch.stack([rgb[..., 0, 0::2, 0::2], rgb[..., 1, 0::2, 1::2],
+                        rgb[..., 1, 1::2, 0::2], rgb[..., 2, 1::2, 1::2]], dim=-3)
+
+
+def bayer(packed: torch.Tensor) -> torch.Tensor:
+    """Packed RGGB (..., 4, h, w) -> the single-channel Bayer mosaic (..., 1, 2h, 2w)."""
+    return F.pixel_shuffle(packed, 2)
+
+
+_BAYER_MASKS = torch.tensor([[[1, 0], [0, 0]], [[0, 1], [1, 0]], [[0, 0], [0, 1]]], dtype=torch.float32)
+
+
+def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaicking of packed RGGB (..., 4, h, w) -> RGB (..., 3, 2h, 2w).
+
+    Normalised convolution (weights renormalised by the available same-colour neighbours), which is
+    plain bilinear interpolation inside the image and keeps constants exact at the border; every
+    sampled value is kept at its own position, so ``mosaic(demosaic_bilinear(p)) == p``.
+    """
+    lead, (h, w) = packed.shape[:-3], packed.shape[-2:]
+    raw = bayer(packed.reshape(-1, 4, h, w))                                  # (B, 1, 2h, 2w)
+    m = _BAYER_MASKS.to(raw).repeat(1, h, w)[None]                            # (1, 3, 2h, 2w)
+    k = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=raw.dtype, device=raw.device)
+    k = k.expand(3, 1, 3, 3)
+    num = F.conv2d(raw * m, k, padding=1, groups=3)
+    den = F.conv2d(m.expand_as(num), k, padding=1, groups=3)
+    out = num / den
+    return out.reshape(*lead, 3, 2 * h, 2 * w)
+
+
+# ---------------------------------------------------------------------------------- motion
+
+def _affine(theta_deg: float, tx: float, ty: float, size_hw: tuple[int, int]) -> np.ndarray:
+    """The official forward 2x3 matrix: rotation about (W/2, H/2) (cv2.getRotationMatrix2D, positive =
+    counter-clockwise on screen) after the translation (tx, ty)."""
+    h, w = size_hw
+    a = math.radians(theta_deg)
+    al, be = math.cos(a), math.sin(a)
+    cx, cy = 0.5 * w, 0.5 * h
+    rot = np.array([[al, be, (1 - al) * cx - be * cy], [-be, al, be * cx + (1 - al) * cy], [0, 0, 1.0]])
+    tr = np.array([[1, 0, tx], [0, 1, ty], [0, 0, 1.0]])
+    return (rot @ tr)[:2]
+
+
+def _warp_downsample(img: torch.Tensor, mats: list[np.ndarray], margin: int, df: int) -> torch.Tensor:
+    """cv2.warpAffine(img, M) for every M, crop ``margin``, cv2.resize(1/df, INTER_LINEAR) -- computed
+    only at the HR positions the resize reads.
+
+    cv2's INTER_LINEAR resize samples output pixel d at source position ``df * d + (df - 1) / 2``
+    (pixel centres aligned, no antialiasing): for df = 4 the mean of pixels 4d+1 and 4d+2.
+    warpAffine maps each destination pixel p to the source position M^{-1} p, bilinear, zeros outside.
+    """
+    _, H, W = img.shape
+    h, w = (H - 2 * margin) // df, (W - 2 * margin) // df
+    # the taps of the linear resize along one axis: positions and weights
+    pos = df * np.arange(max(h, w)) + (df - 1) / 2.0
+    lo = np.floor(pos)
+    taps = [(lo, 1.0 - (pos - lo)), (lo + 1, pos - lo)]
+    if df % 2:      # exact hit: a single tap
+        taps = [(pos, np.ones_like(pos))]
+    ys = np.concatenate([t[0][:h] for t in taps]) + margin          # (T*h,)
+    xs = np.concatenate([t[0][:w] for t in taps]) + margin
+    wy = np.concatenate([t[1][:h] for t in taps])
+    wx = np.concatenate([t[1][:w] for t in taps])
+    gy, gx = np.meshgrid(ys, xs, indexing="ij")                      # (T*h, T*w)
+    dst = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)])       # homogeneous (x, y, 1)
+    grids = []
+    for m in mats:
+        minv = np.linalg.inv(np.vstack([m, [0, 0, 1.0]]))[:2]
+        src = minv @ dst                                             # (2, P): x, y in source pixels
+        # grid_sample(align_corners=True) maps -1..1 to the first..last pixel centre
+        grids.append(np.stack([2 * src[0] / (W - 1) - 1, 2 * src[1] / (H - 1) - 1], -1).reshape(gy.shape + (2,)))
+    grid = torch.from_numpy(np.stack(grids)).to(img)
+    samp = F.grid_sample(img[None].expand(len(mats), -1, -1, -1), grid, mode="bilinear",
+                         padding_mode="zeros", align_corners=True)   # (N, 3, T*h, T*w)
+    T = len(taps)
+    samp = samp.reshape(len(mats), 3, T, h, T, w)
+    wyt = torch.from_numpy(wy.reshape(T, h)).to(img)
+    wxt = torch.from_numpy(wx.reshape(T, w)).to(img)
+    return torch.einsum("ncahbw,ah,bw->nchw", samp, wyt, wxt)
+
+
+# ---------------------------------------------------------------------------------- synthesis
+
+def synthesize_burst(rgb: torch.Tensor, burst_size: int, generator: torch.Generator,
+                     cfg: dict[str, Any] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """One synthetic RAW burst from an sRGB image (Bhat et al. 2021 with Brooks et al. 2019).
+
+    Args:
+        rgb: (3, H + 2m, W + 2m) sRGB in [0,1], m = ``cfg["warp_margin"]``, H and W multiples of
+            ``2 * downsample_factor``.
+        burst_size: number of frames N (frame 0 is the reference).
+        generator: every random number (camera, gains, motion, noise levels, noise) comes from it.
+        cfg: overrides of :data:`DEFAULTS`.
+
+    Returns:
+        frames (N, 4, H/(2 df), W/(2 df)) packed RGGB in [0,1]; gt (3, H, W) linear camera RGB in [0,1];
+        meta: JSON-ready dict with rgb2cam/cam2rgb (nested lists), the gains, smoothstep/gamma flags,
+        shot/read noise levels, per-frame ``translations`` [[tx, ty], ...] (px, HR grid, the matrices'
+        own values, so frame 0 holds the half-pixel grid shift) and ``rotations`` (degrees), and the
+        settings used.
+    """
+    c = _config(cfg)
+    df, m = int(c["downsample_factor"]), int(c["warp_margin"])
+    if rgb.dim() != 3 or rgb.shape[0] != 3:
+        raise DpirError(f"synthesize_burst expects one (3,H,W) RGB image, got shape {tuple(rgb.shape)}")
+    if burst_size < 1:
+        raise DpirError(f"burst_size must be >= 1, not {burst_size}")
+    H, W = rgb.shape[1] - 2 * m, rgb.shape[2] - 2 * m
+    if H <= 0 or W <= 0 or H % (2 * df) or W % (2 * df):
+        raise DpirError(f"burst synthesis needs an image of (multiple of {2 * df}) + 2 x {m} px per side; got "
+                        f"{rgb.shape[1]}x{rgb.shape[2]}, i.e. a {H}x{W} ground truth")
+    x = rgb.float().clamp(0.0, 1.0)
+
+    rgb2cam = random_ccm(generator) if c["random_ccm"] else torch.eye(3, dtype=torch.float64)
+    cam2rgb = torch.linalg.inv(rgb2cam)
+    gains = random_gains(generator) if c["random_gains"] else (1.0, 1.0, 1.0)
+    lin = unprocess(x, rgb2cam, gains, c["smoothstep"], c["gamma"])
+
+    shift = df / 2.0 - 0.5        # puts frame 0's LR samples at HR pixels (df*i, df*j) of the gt
+    translations, rotations = [[shift, shift]], [0.0]
+    mt, mr = float(c["max_translation"]), float(c["max_rotation"])
+    if burst_size > 1:
+        u = rng.rand((burst_size - 1, 3), generator).double()
+        for tx, ty, th in u.tolist():
+            t = [shift, shift] if mt <= 0.01 else [mt * (2 * tx - 1), mt * (2 * ty - 1)]
+            translations.append(t)
+            rotations.append(mr * (2 * th - 1))
+    mats = [_affine(r, t[0], t[1], (rgb.shape[1], rgb.shape[2])) for t, r in zip(translations, rotations)]
+
+    src = torch.floor(lin * 255.0) / 255.0 if c["quantize_warp_input"] else lin
+    frames = mosaic(_warp_downsample(src, mats, m, df))
+
+    if c["add_noise"]:
+        if c["shot_noise_level"] is None:
+            shot, read = random_noise_levels(generator)
+        else:
+            shot, read = float(c["shot_noise_level"]), float(c["read_noise_level"])
+        var = frames * shot + read
+        frames = frames + rng.randn(frames.shape, generator) * var.sqrt()
+    else:
+        shot, read = 0.0, 0.0
+    frames = frames.clamp(0.0, 1.0)
+    gt = lin[:, m: m + H, m: m + W]
+
+    meta = {
+        "rgb2cam": rgb2cam.tolist(), "cam2rgb": cam2rgb.tolist(),
+        "rgb_gain": gains[0], "red_gain": gains[1], "blue_gain": gains[2],
+        "smoothstep": bool(c["smoothstep"]), "gamma": bool(c["gamma"]),
+        "shot_noise_level": shot, "read_noise_level": read,
+        "translations": translations, "rotations": rotations,
+        "downsample_factor": df, "warp_margin": m, "burst_size": int(burst_size),
+    }
+    return frames.contiguous(), gt.contiguous(), meta
+
+
+# ---------------------------------------------------------------------------------- disk
+
+def _to_u16(x: torch.Tensor) -> np.ndarray:
+    return np.round(x.detach().cpu().double().clamp(0.0, 1.0).numpy() * layouts.BURST_SCALE).astype(np.uint16)
+
+
+def write_burst(root: str | Path, burst_id: str, frames: torch.Tensor, gt: torch.Tensor, meta: dict[str, Any]) -> None:
+    """Write one burst in the SyntheticBurst layout under ``root`` (values rounded to 1/2^14).
+
+    Channel order in the files is OpenCV's (BGR / BGRA of the arrays the official loader returns), so
+    the frames' R,G_r,G_b,B are stored as G_b,G_r,R,B and the gt's R,G,B as B,G,R.
+    """
+    root = Path(root)
+    if frames.dim() != 4 or frames.shape[1] != 4:
+        raise DpirError(f"burst {burst_id}: frames must be (N, 4, h, w), got {tuple(frames.shape)}")
+    n, _, h, w = frames.shape
+    if gt.shape != (3, 8 * h, 8 * w):
+        raise DpirError(f"burst {burst_id}: gt must be (3, {8 * h}, {8 * w}) for {h}x{w} frames, got {tuple(gt.shape)}")
+    if n > 100:
+        raise DpirError(f"burst {burst_id}: {n} frames do not fit the im_raw_XX.png naming (max 100)")
+    try:
+        text = json.dumps(meta, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise DpirError(f"burst {burst_id}: metadata is not plain JSON ({e})") from None
+    for i in range(n):
+        arr = _to_u16(frames[i]).transpose(1, 2, 0)                  # h, w, [R, Gr, Gb, B]
+        layouts.write_png16(root / "bursts" / burst_id / f"im_raw_{i:02d}.png", arr[..., [2, 1, 0, 3]])
+    layouts.write_png16(root / "gt" / burst_id / "im_rgb.png", _to_u16(gt).transpose(1, 2, 0)[..., ::-1])
+    atomic_write_text(root / "gt" / burst_id / "meta_info.json", text)
+
+
+def list_bursts(root: str | Path, burst_size: int | None = None) -> list[layouts.BurstSample]:
+    """The bursts under ``root`` (our ``meta_info.json`` or the official ``meta_info.pkl``), sorted.
+
+    ``burst_size`` None takes every ``im_raw_XX.png`` of each burst (they must be numbered from 00
+    without gaps); a number takes the first ``burst_size`` frames and requires them.
+    """
+    root = Path(root)
+    bursts = root / "bursts"
+    if not bursts.is_dir():
+        raise DpirError(f"burst folder {bursts} does not exist; run `dpir prepare` for the burst task")
+    out = []
+    for d in sorted(p for p in bursts.iterdir() if p.is_dir()):
+        n = burst_size if burst_size is not None else len(list(d.glob("im_raw_*.png")))
+        frames = [d / f"im_raw_{i:02d}.png" for i in range(n)]
+        for f in frames:
+            if not f.is_file():
+                raise DpirError(f"{f} is missing (frame of burst {d.name}); re-run `dpir prepare`")
+        gt_dir = root / "gt" / d.name
+        meta = gt_dir / "meta_info.json"
+        if not meta.is_file():
+            meta = gt_dir / "meta_info.pkl"
+        for f in (gt_dir / "im_rgb.png", meta):
+            if not f.is_file():
+                raise DpirError(f"{f} is missing (ground truth of burst {d.name}); re-run `dpir prepare`")
+        if n == 0:
+            raise DpirError(f"burst {d} has no im_raw_XX.png frames")
+        out.append(layouts.BurstSample(d.name, frames, gt_dir / "im_rgb.png", meta))
+    if not out:
+        raise DpirError(f"no bursts found in {bursts}")
+    return out
+
+
+def read_burst(sample: layouts.BurstSample) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Decode a burst as :func:`dpir.data.layouts.read_burst` does; a ``meta_info.json`` is read as JSON
+    (layouts only knows the official pickle).  Returns frames (N,4,h,w), gt (3,8h,8w), meta."""
+    if sample.meta.suffix != ".json":
+        return layouts.read_burst(sample)
+    frames = []
+    for f in sample.frames:
+        a = layouts.read_png16(f)
+        if a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] != 4:
+            raise DpirError(f"{f} is a {'x'.join(map(str, a.shape))} {a.dtype} image; expected 4 channels of uint16")
+        if frames and a.shape != frames[0].shape:
+            raise DpirError(f"{f} is {a.shape[1]}x{a.shape[0]} but {sample.frames[0]} is "
+                            f"{frames[0].shape[1]}x{frames[0].shape[0]}: frames of a burst must match")
+        frames.append(a[..., [2, 1, 0, 3]])
+    gt = layouts.read_png16(sample.gt)
+    h, w = frames[0].shape[:2]
+    if gt.dtype != np.uint16 or gt.ndim != 3 or gt.shape[2] != 3 or gt.shape[:2] != (8 * h, 8 * w):
+        raise DpirError(f"{sample.gt} is a {'x'.join(map(str, gt.shape))} {gt.dtype} image; expected "
+                        f"{8 * h}x{8 * w}x3 uint16 (8x the {h}x{w} RAW frames)")
+    try:
+        meta = json.loads(sample.meta.read_text())
+    except (OSError, ValueError) as e:
+        raise DpirError(f"{sample.meta} is not readable JSON ({e}); re-run `dpir prepare`") from None
+    if not isinstance(meta, dict):
+        raise DpirError(f"{sample.meta} holds a {type(meta).__name__}, expected a JSON object")
+    meta["burst_name"] = sample.id
+    x = torch.from_numpy(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2) / layouts.BURST_SCALE
+    y = torch.from_numpy(gt[..., ::-1].astype(np.float32)).permute(2, 0, 1) / layouts.BURST_SCALE
+    return x.contiguous(), y.contiguous(), meta
