@@ -26,7 +26,7 @@ REPORT = str(P.report(CFG))
 # overrides).  Written only when its content changes, so its mtime never triggers reruns; reruns
 # are driven by the per-rule `params` hashes of the relevant config sections.
 RESOLVED = Path(OUT) / ".config" / "resolved.yaml"
-_text = yaml.safe_dump(CFG, sort_keys=True)
+_text = yaml.safe_dump(CFG, sort_keys=False)
 if not RESOLVED.exists() or RESOLVED.read_text() != _text:
     RESOLVED.parent.mkdir(parents=True, exist_ok=True)
     RESOLVED.with_suffix(".tmp").write_text(_text)
