@@ -102,6 +102,31 @@ def _training_notes(config: dict) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *lines]
 
 
+def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[str]:
+    """Acceleration check and cost ratios for one (task, dataset), when the config asks for them."""
+    from dpir.report.analysis import acceleration_table, cost_table
+
+    tcfg = config["tasks"][task]
+    records = [r for r in load_scores(config["out"], task) if r["dataset"] == ds and r["method"] in tcfg["methods"]]
+    parts: list[str] = []
+    acc = (rep_cfg.get("acceleration") or {}).get(task)
+    if acc:
+        res = acceleration_table(records, acc["reference"], acc["compare"], acc.get("metrics", ["psnr_y", "ssim_y"]),
+                                 f"{task}_{ds}_acceleration", f"One-step acceleration vs the full chain ({task} / {ds})")
+        if res:
+            t, verdicts = res
+            t.write(paths.tables_dir(config))
+            parts += [f"### {t.title}", "", t.markdown(), "", "Does our run agree with the paper?", "", *verdicts, ""]
+    ref = (rep_cfg.get("cost_reference") or {}).get(task)
+    if ref:
+        t = cost_table(records, ref, f"{task}_{ds}_cost", f"Cost per image relative to the reference ({task} / {ds})",
+                       list(tcfg["methods"]))
+        if t:
+            t.write(paths.tables_dir(config))
+            parts += [f"### {t.title}", "", t.markdown(), ""]
+    return parts
+
+
 def render_report(config: dict) -> Path:
     tables = render_tables(config)
     fig_dir = paths.figures_dir(config)
@@ -110,8 +135,10 @@ def render_report(config: dict) -> Path:
              f"{config.get('description', 'Embedded default configuration')}. Every number below is read from the "
              f"results JSON files under `{config['out']}/scores/`, produced by `dpir restore` and `dpir score`; "
              "nothing is typed in by hand.", "", "## Provenance", "", _provenance_block(config), ""]
+    rep_cfg = config.get("report") or {}
     for task, ds, t in tables:
         parts += [f"## {t.title}", "", t.markdown(), ""]
+        parts += _derived_sections(config, rep_cfg, task, ds)
         x = _perceptual_axis(t)
         y = next((m for m in (config["tasks"][task].get("metrics") or []) if m.startswith("psnr")), None)
         if x and y and sum(1 for r in t.numeric if r.get(x) is not None) >= 2:

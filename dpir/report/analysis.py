@@ -1,0 +1,113 @@
+"""Derived tables of the report: cost relative to a reference method, and the acceleration check
+(each accelerated DP-IR variant against the full chain on the images both ran).  Both read the
+results JSON files only."""
+from __future__ import annotations
+
+import math
+import statistics
+
+from dpir.report.tables import Footnotes, Table, digits_for
+
+
+def _by_method(records: list[dict]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for r in records:
+        out.setdefault(r["method"], []).append(r)
+    return out
+
+
+def cost_table(records: list[dict], reference: str, name: str, title: str, order: list[str]) -> Table | None:
+    """NFE, TFLOPs, seconds and peak memory per image, with ratios to ``reference``."""
+    runs = _by_method(records)
+    if reference not in runs:
+        return None
+    fn = Footnotes(name.replace("_", "-") + "-")
+
+    def cost(m):
+        rs = runs[m]
+        c = rs[0]["cost"]
+        return {"label": rs[0]["label"], "nfe": c["nfe"], "tflops": (c["flops_per_image"] / 1e12 if c["flops_per_image"] is not None else None),
+                "seconds": statistics.fmean(r["cost"]["seconds_per_image"] for r in rs),
+                "rss": max(r["cost"]["peak_rss_mib"] for r in rs), "size": c.get("flops_input_size")}
+    ref = cost(reference)
+    columns = ["Method", "NFE", "TFLOPs/img", "× ref", "s/img", "× ref ", "peak RSS (MiB)"]
+    rows, numeric = [], []
+    for m in [m for m in order if m in runs]:
+        c = cost(m)
+        ratio_f = (c["tflops"] / ref["tflops"]) if c["tflops"] is not None and ref["tflops"] else None
+        ratio_s = c["seconds"] / ref["seconds"] if ref["seconds"] else None
+        rows.append({"Method": c["label"], "NFE": str(c["nfe"]),
+                     "TFLOPs/img": f"{c['tflops']:.3g}" if c["tflops"] is not None else "n/a",
+                     "× ref": f"{ratio_f:.2f}" if ratio_f is not None else "n/a",
+                     "s/img": f"{c['seconds']:.3f}", "× ref ": f"{ratio_s:.2f}" if ratio_s is not None else "n/a",
+                     "peak RSS (MiB)": f"{c['rss']:.0f}"})
+        numeric.append({"method": m, **{k: v for k, v in c.items() if k != "size"}, "tflops_ratio": ratio_f,
+                        "seconds_ratio": ratio_s})
+    size = ref["size"]
+    notes = [f"Ratios are to {ref['label']}. FLOPs: FlopCounterMode during the first image's restoration"
+             + (f" (input {size[0]}x{size[1]})" if size else "") + "; seconds: mean wall time per image of the other "
+             "images, measured inside the workflow's restore jobs (Snakemake may run two jobs side by side); peak "
+             "RSS: the restore process's high-water mark, including the Python/torch baseline.", *fn.lines()]
+    return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes)
+
+
+def acceleration_table(records: list[dict], reference: str, compare: list[str], metrics: list[str], name: str,
+                       title: str) -> tuple[Table, list[str]] | None:
+    """Each variant vs the reference on the images both restored: mean ± std over seeds, the
+    difference, and whether the variant *loses* more than seed noise (a change in the worse direction
+    larger than 2 * sqrt(sd_a^2 + sd_b^2); improvements are not losses)."""
+    runs = _by_method(records)
+    if reference not in runs or not any(c in runs for c in compare):
+        return None
+    verdicts = []
+    columns = ["Method", "NFE", "NFE cut", "images", *[f"{m}" for m in metrics], *[f"Δ{m}" for m in metrics]]
+    rows, numeric = [], []
+
+    def stats(method, metric, images):
+        per_seed = []
+        for r in runs[method]:
+            e = r["metrics"].get(metric)
+            if not e or not e["available"]:
+                return None
+            vals = [e["per_image"][i] for i in images if i in e["per_image"] and math.isfinite(e["per_image"][i])]
+            if vals:
+                per_seed.append(statistics.fmean(vals))
+        if not per_seed:
+            return None
+        return statistics.fmean(per_seed), (statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)
+
+    ref_nfe = runs[reference][0]["cost"]["nfe"]
+    lower = {metric: e["lower_better"] for r in records for metric, e in r["metrics"].items()}
+    for m in [reference, *[c for c in compare if c in runs]]:
+        checks = []
+        images = sorted(set(runs[m][0]["images"]) & set(runs[reference][0]["images"]))
+        nfe = runs[m][0]["cost"]["nfe"]
+        row = {"Method": runs[m][0]["label"], "NFE": str(nfe), "NFE cut": f"{ref_nfe / nfe:.1f}×", "images": str(len(images))}
+        num = {"method": m, "nfe": nfe, "nfe_cut": ref_nfe / nfe, "images": len(images)}
+        for metric in metrics:
+            s, r = stats(m, metric, images), stats(reference, metric, images)
+            d = digits_for(metric)
+            if s is None or r is None:
+                row[metric], row[f"Δ{metric}"] = "n/a", "n/a"
+                continue
+            row[metric] = f"{s[0]:.{d}f} ± {s[1]:.{d}f}"
+            diff = s[0] - r[0]
+            noise = 2 * math.sqrt(s[1] ** 2 + r[1] ** 2)
+            row[f"Δ{metric}"] = f"{diff:+.{d}f}" if m != reference else "—"
+            num[metric], num[f"{metric}_std"], num[f"delta_{metric}"] = s[0], s[1], diff
+            if m != reference:
+                loss = diff if lower.get(metric) else -diff   # > 0: the variant is worse
+                lost = loss > noise
+                checks.append((lost, f"{metric} {diff:+.{d}f} (2σ seed noise {noise:.{d}f}{', a loss' if lost else ''})"))
+        if m != reference and checks:
+            lost_any = any(c[0] for c in checks)
+            verdicts.append(f"- {runs[m][0]['label']}: NFE {ref_nfe} → {nfe} ({ref_nfe / nfe:.1f}× fewer); "
+                            + "; ".join(c[1] for c in checks) + " → "
+                            + ("a loss beyond seed noise: does not reproduce the paper's claim on this run."
+                               if lost_any else "no loss beyond seed noise: agrees with the paper's claim."))
+        rows.append(row)
+        numeric.append(num)
+    notes = [f"Each variant is compared with {runs[reference][0]['label']} on the images both restored (the full "
+             "chain may run on fewer images in the default config); cells are mean ± std over seeds of the "
+             "per-seed mean over those images."]
+    return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes), verdicts
