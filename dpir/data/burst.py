@@ -241,7 +241,7 @@ def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
     k = k.expand(3, 1, 3, 3)
     num = F.conv2d(raw * m, k, padding=1, groups=3)
     den = F.conv2d(m.expand_as(num), k, padding=1, groups=3)
-    out = num / den
+    out = torch.where(m > 0, raw, num / den)      # sampled values exactly, whatever the conv rounding
     return out.reshape(*lead, 3, 2 * h, 2 * w)
 
 
@@ -354,7 +354,7 @@ def synthesize_burst(rgb: torch.Tensor, burst_size: int, generator: torch.Genera
         else:
             shot, read = float(c["shot_noise_level"]), float(c["read_noise_level"])
         var = frames * shot + read
-        frames = frames + rng.randn(frames.shape, generator) * var.sqrt()
+        frames = frames + rng.randn(frames.shape, generator, device=frames.device) * var.sqrt()
     else:
         shot, read = 0.0, 0.0
     frames = frames.clamp(0.0, 1.0)
