@@ -12,8 +12,16 @@ configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/restore.smk"
+include: "workflow/rules/shard.smk"
 include: "workflow/rules/report.smk"
+
+
+localrules:
+    prepare,
+    score,
+    report,
 
 
 rule all:

@@ -102,6 +102,13 @@ def cmd_fetch(args):
         print(f"{name}: {fetch.fetch(name, force=args.force)}")
 
 
+def cmd_import_official(args):
+    from dpir.official import import_official
+
+    cfg = _config(args)
+    print(f"imported {args.network}: {import_official(cfg, args.network)}")
+
+
 def cmd_list(args):
     from dpir.methods import METHODS
     from dpir.metrics import METRICS
@@ -157,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("names", nargs="*")
     sp.add_argument("--list", action="store_true")
     sp.add_argument("--force", action="store_true")
+    sp = add("import-official", cmd_import_official, "load a network's official checkpoint (config `official:`, "
+             "a fetch name or a path) and save it where `dpir train` would (no training)")
+    sp.add_argument("--network", required=True)
     sp = add("list", cmd_list, "list registered method kinds, metrics, architectures and trainers")
     sp.add_argument("kind", nargs="?", choices=["methods", "metrics", "archs", "trainers"])
     sp = add("validate", cmd_validate, "validate the config against the schema (names the offending key)")

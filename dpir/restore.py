@@ -38,6 +38,10 @@ def build(config: dict, task: str, method: str):
                        device=device, config=config)
     m = build_method(mcfg, ctx).to(device).eval()
     m.name = method
+    if config.get("tile"):
+        from dpir.tiling import wrap_for_tiling
+
+        wrap_for_tiling(m, config["tile"], config["tile_overlap"])
     return m, mcfg, tcfg, device
 
 
@@ -103,6 +107,7 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
         "seconds_per_image": sum(seconds) / len(seconds), "seconds": seconds, "timing_note": timing_note,
         "peak_rss_mib": round(peak_rss_mib(), 1), "peak_cuda_mib": peak_cuda_mib(device),
         "png_bits": int(config.get("png_bits", 8)), "shard": shard,
+        "tiled_modules": getattr(m, "tiled_modules", None), "tile": config.get("tile"),
         "provenance": provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
     }
     atomic_write_text(tmp / "run.json", json.dumps(record, indent=2))

@@ -53,6 +53,13 @@ class DiffIR(Method):
     def nfe_groups(self) -> dict[str, list[nn.Module]]:
         return {"denoiser_mlp": [self.net.denoise], "transformer": [self.net.G], "cpen": [self.net.condition]}
 
+    def tile(self, wrap) -> list[str]:
+        """Only the DIRformer: the CPEN pools the whole image into one IPR vector (tiling would change it)."""
+        from .nets import PAD_MULTIPLE
+
+        self.net.G = wrap(self.net.G, scale=self.net.scale, multiple=PAD_MULTIPLE)
+        return ["transformer"]
+
 
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DiffIR:
     if "official" in method_cfg:

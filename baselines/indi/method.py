@@ -46,6 +46,10 @@ class InDI(Method):
     def nfe_groups(self) -> dict[str, list[nn.Module]]:
         return {"net": [self.net]}
 
+    def tile(self, wrap) -> list[str]:
+        self.net = wrap(self.net, scale=1, multiple=self.net.multiple)
+        return ["net"]
+
 
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> InDI:
     """``{network: <trained 'indi' network>, steps: 10, eps: <default: the network's training eps>}``."""

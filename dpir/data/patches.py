@@ -20,12 +20,14 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
 
 class PatchSampler:
     def __init__(self, pairs: list[tuple[torch.Tensor | None, torch.Tensor]], patch: int, scale: int = 1,
-                 augment: bool = True):
+                 augment: bool = True, degrade=None):
+        """``degrade(gt_patch, generator) -> lq_patch``, when given, makes the observation on the fly
+        (deblurring: a new kernel per patch) instead of cropping the stored one."""
         if not pairs:
             raise DpirError("no training images: the train split is empty (check the dataset and `dpir prepare`)")
         if patch % scale:
             raise DpirError(f"training patch {patch} is not divisible by the scale {scale}")
-        self.pairs, self.patch, self.scale, self.augment = pairs, patch, scale, augment
+        self.pairs, self.patch, self.scale, self.augment, self.degrade = pairs, patch, scale, augment, degrade
         for i, (_, gt) in enumerate(pairs):
             if min(gt.shape[-2:]) < patch:
                 raise DpirError(f"training image #{i} ({tuple(gt.shape[-2:])}) is smaller than the patch size "
@@ -42,7 +44,9 @@ class PatchSampler:
             left = int(torch.randint((W - p) // s + 1, (1,), generator=generator)) * s
             k = int(torch.randint(8, (1,), generator=generator)) if self.augment else 0
             gts.append(dihedral(gt[..., top: top + p, left: left + p], k))
-            if with_lq:
+            if with_lq and self.degrade is not None:
+                lqs.append(self.degrade(gts[-1], generator))
+            elif with_lq:
                 lqs.append(dihedral(lq[..., top // s: (top + p) // s, left // s: (left + p) // s], k))
         out = {"gt": torch.stack(gts)}
         if with_lq:

@@ -21,28 +21,31 @@ import torch
 from dpir import paths
 from dpir.checkpoint import atomic_write_text
 from dpir.data import bundled
-from dpir.data.degrade import bicubic_down, mod_crop
+from dpir.data.degrade import mod_crop
 from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
 from dpir.errors import DpirError, UnknownNameError
+from dpir.tasks import observe, write_pair
 
 log = logging.getLogger(__name__)
 
 
-def centre_crop(x: torch.Tensor, size: int | None) -> torch.Tensor:
+def centre_crop(x: torch.Tensor, size: int | None, align: int = 1) -> tuple[torch.Tensor, int, int]:
+    """Centre crop to at most ``size`` x ``size``; offsets are multiples of ``align`` so that an LR
+    counterpart can be cropped at offset / scale.  Returns (crop, top, left)."""
     if size is None:
-        return x
+        return x, 0, 0
     h, w = x.shape[-2:]
     th, tw = min(size, h), min(size, w)
-    top, left = (h - th) // 2, (w - tw) // 2
-    return x[..., top: top + th, left: left + tw]
+    top, left = (h - th) // 2 // align * align, (w - tw) // 2 // align * align
+    return x[..., top: top + th, left: left + tw], top, left
 
 
-def _source_images(ds: dict, split: str) -> list[tuple[str, object]]:
-    """(id, loader) pairs of a dataset split; loaders return (tensor (3,H,W), notes)."""
+def _source_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]:
+    """(id, loader) pairs of a dataset split; loaders return (gt (3,H,W), notes, official lq or None)."""
     kind = ds["kind"]
     if kind == "bundled":
         def make(name):
-            return lambda: _from_array(bundled.load(name), f"bundled:{name}")
+            return lambda: (*_from_array(bundled.load(name), f"bundled:{name}"), None)
         return [(n, make(n)) for n in bundled.SPLITS[split]]
     if kind == "folder":
         key = "path" if split == "test" else "train_path"
@@ -50,24 +53,18 @@ def _source_images(ds: dict, split: str) -> list[tuple[str, object]]:
             return []
         def load_file(p):
             notes: list[str] = []
-            return read_image(p, notes), notes
+            return read_image(p, notes), notes, None
         return [(p.stem, (lambda p=p: load_file(p))) for p in list_images(ds[key])]
     if kind in ("div2k", "gopro", "hide", "syntheticburst"):
-        raise DpirError(f"dataset kind {kind!r} is a paper-scale dataset: use config/paper.yaml and "
-                        f"`dpir fetch {kind}` (see README, 'Paper scale')")
+        from dpir.data.paper import source_images
+
+        return source_images(ds, split, task)
     raise DpirError(f"unknown dataset kind {kind!r}")
 
 
 def _from_array(arr, source: str):
     rgb, notes = to_rgb_float(arr, source)
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), notes
-
-
-def degrade(task: dict, gt: torch.Tensor) -> torch.Tensor:
-    kind = task["kind"]
-    if kind == "sr":
-        return bicubic_down(gt, task["scale"])
-    raise DpirError(f"task kind {kind!r} has no degradation wired yet in the embedded config")
 
 
 def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "test")) -> dict:
@@ -83,7 +80,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
                       "scale": scale, "degradation": task.get("degradation", {}), "splits": {}, "skipped": [],
                       "notes": {}}
     for split in splits:
-        items = _source_images(ds, split)
+        items = _source_images(ds, split, task)
         if split == "test" and ds.get("max_test_images"):
             items = items[: ds["max_test_images"]]
         split_dir = root / split
@@ -92,13 +89,16 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
         ids, sizes = [], {}
         for image_id, loader in items:
             try:
-                gt, notes = loader()
+                gt, notes, lq = loader()
             except DpirError as e:
                 warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
                 manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
                 continue
             if split == "test":
-                gt = centre_crop(gt, ds.get("test_crop"))
+                gt, top, left = centre_crop(gt, ds.get("test_crop"), align=scale)
+                if lq is not None and ds.get("test_crop"):
+                    c = ds["test_crop"] // scale
+                    lq = lq[..., top // scale: top // scale + c, left // scale: left // scale + c]
             h, w = gt.shape[-2:]
             if h < scale * 2 or w < scale * 2:
                 msg = f"{image_id}: {h}x{w} is too small for scale {scale}"
@@ -110,9 +110,14 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
                 gt = mod_crop(gt, scale)
             # quantise the clean image first so that lq is made from exactly what is stored as gt
             gt = torch.round(gt * 255) / 255
-            lq = degrade(task, gt)
-            write_png(tmp_dir / "gt" / f"{image_id}.png", gt)
-            write_png(tmp_dir / "lq" / f"{image_id}.png", lq)
+            if lq is not None:  # the dataset's own observation (official DIV2K LR, GoPro/HIDE blur)
+                lq, extras = lq[..., : gt.shape[-2] // scale, : gt.shape[-1] // scale], {}
+                if tuple(lq.shape[-2:]) != (gt.shape[-2] // scale, gt.shape[-1] // scale):
+                    raise DpirError(f"{dataset_name}/{image_id}: observation is {tuple(lq.shape[-2:])}, expected "
+                                    f"{(gt.shape[-2] // scale, gt.shape[-1] // scale)} for its {tuple(gt.shape[-2:])} target")
+            else:
+                lq, extras = observe(task, gt, image_id)
+            write_pair(tmp_dir, image_id, gt, lq, extras)
             ids.append(image_id)
             sizes[image_id] = [int(gt.shape[-2]), int(gt.shape[-1])]
             if notes:

@@ -75,6 +75,12 @@ class Method:
     def nfe_groups(self) -> dict[str, list[nn.Module]]:
         return {name: [m] for name, m in self.modules().items()}
 
+    def tile(self, wrap) -> list[str]:
+        """Replace the method's image-to-image networks by ``wrap(net, scale=..., multiple=...)`` for
+        tiled inference (:mod:`dpir.tiling`) and return the names of the wrapped parts.  The default,
+        no tiled path, suits methods whose networks see the whole image (global pooling, mixed sizes)."""
+        return []
+
     def to(self, device: torch.device) -> "Method":
         for m in self.modules().values():
             m.to(device)

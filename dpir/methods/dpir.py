@@ -112,6 +112,12 @@ class DPIR(Method):
     def nfe_groups(self) -> dict[str, list[nn.Module]]:
         return {"denoiser+fusion": [self.denoiser, self.fusion], "ir": [self.ir]}
 
+    def tile(self, wrap) -> list[str]:
+        self.ir = wrap(self.ir)
+        self.denoiser = wrap(self.denoiser, scale=1)
+        self.fusion = wrap(self.fusion, scale=1)
+        return ["ir", "denoiser", "fusion"]
+
 
 def _get(cfg: dict[str, Any], key: str, kind, default=...):
     if key not in cfg or cfg[key] is None:

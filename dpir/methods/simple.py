@@ -50,6 +50,10 @@ class Backbone(Method):
     def modules(self):
         return {"ir": self.net}
 
+    def tile(self, wrap):
+        self.net = wrap(self.net, scale=self.scale, multiple=max(1, self.pad_multiple))
+        return ["ir"]
+
 
 def bicubic(cfg: dict, ctx: BuildContext) -> Method:
     return Bicubic(ctx.task.get("scale", 1))

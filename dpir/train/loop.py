@@ -146,7 +146,10 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
                        device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
     pairs = [(lq, gt) for _, lq, gt in load_split(config, task_name, dataset, "train")]
-    sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=int(task.get("scale", 1)))
+    from dpir.tasks import train_degradation
+
+    sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=int(task.get("scale", 1)),
+                           degrade=train_degradation(task))
     from dpir.provenance import provenance
 
     return fit(spec, sampler, train_cfg, paths.network_dir(config, network), arch=net_cfg["arch"],

@@ -42,7 +42,7 @@ def task_of_network(name):
 
 def train_dataset(name):
     net, task = CFG["networks"][name], CFG["tasks"][task_of_network(name)]
-    return net["train"].get("dataset") or task.get("train_dataset") or task["test_datasets"][0]
+    return (net.get("train") or {}).get("dataset") or task.get("train_dataset") or task["test_datasets"][0]
 
 
 def network_deps(name):

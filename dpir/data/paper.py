@@ -1,0 +1,108 @@
+"""The paper's datasets as sources for ``dpir prepare`` (DIV2K, GoPro, HIDE).
+
+``source_images(ds_cfg, split, task_cfg)`` lists ``(id, loader)`` pairs of one split, like the
+bundled and folder kinds, but each loader returns a triple::
+
+    (gt, notes, lq)    gt (3, H, W) float32 in [0, 1]; notes: list of conversion notes;
+                       lq (3, h, w) float32 in [0, 1], or None when the harness makes lq itself
+
+``lq`` is the dataset's own degraded image: DIV2K's official MATLAB-bicubic LR when the dataset
+config says ``lr: official`` (``regenerate``, the default, gives None and prepare degrades gt with
+the task's bicubic), and always the real blurred frame for GoPro and HIDE (deblurring data cannot
+be regenerated).
+
+Where the files are: ``path`` of the dataset config (the root that holds every split;
+``train_path`` overrides it for the train split) when given, used as is; otherwise the folder
+:func:`dpir.fetch.fetch` unpacks the registry entries into (DIV2K: ``div2k_<valid|train>_hr`` and,
+for official LR, ``div2k_<valid|train>_lr_x4``; GoPro: ``gopro``; HIDE: ``hide``), which also
+verifies pre-staged archives and downloads missing ones.
+
+Splits: prepare's ``test`` is DIV2K ``valid`` (or the config's ``split``), GoPro ``test`` and HIDE's
+test set; ``train`` is DIV2K ``train`` and GoPro ``train``; HIDE has no training split (its models
+train on GoPro) and gives an empty list.  Ids containing ``/`` (GoPro ``<scene>/<frame>``, HIDE
+``<subset>/<name>``) are flattened to ``<scene>__<frame>``: every stage writes ``<id>.png`` into one
+folder.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dpir.data.images import read_image
+from dpir.data.layouts import Pair, div2k_pairs, gopro_pairs, hide_pairs
+from dpir.errors import DpirError
+
+Loader = Callable[[], tuple[torch.Tensor, list[str], "torch.Tensor | None"]]
+PAPER_KINDS = ("div2k", "gopro", "hide", "syntheticburst")
+#: the only DIV2K LR scale in the fetch registry (div2k_*_lr_x4); used when no task config is given
+DIV2K_DEFAULT_SCALE = 4
+
+
+def flat_id(image_id: str) -> str:
+    return image_id.replace("/", "__")
+
+
+def _fetched(name: str) -> Path:
+    from dpir import fetch
+
+    return Path(fetch.fetch(name, progress=False))
+
+
+def _root(ds_cfg: dict, split: str, fetch_names: list[str]) -> Path:
+    # the unpacked roots hold every split (DIV2K_train_HR beside DIV2K_valid_HR, GOPRO_Large/{train,test})
+    key = "train_path" if split == "train" and ds_cfg.get("train_path") else "path"
+    if ds_cfg.get(key):
+        root = Path(ds_cfg[key]).expanduser()
+        if not root.is_dir():
+            raise DpirError(f"dataset {ds_cfg['kind']!r}: {key} {root} is not a folder; fix the dataset's "
+                            f"`{key}` in the config or drop it to use `dpir fetch`")
+        return root
+    roots = {_fetched(n) for n in fetch_names}
+    if len(roots) != 1:     # every registry entry of one dataset unpacks into one folder
+        raise DpirError(f"registry entries {fetch_names} unpack into different folders {sorted(map(str, roots))}")
+    return roots.pop()
+
+
+def _loader(pair: Pair, with_lq: bool) -> Loader:
+    def load():
+        notes: list[str] = []
+        gt = read_image(pair.gt, notes)
+        lq = read_image(pair.lq, notes) if with_lq and pair.lq is not None else None
+        return gt, notes, lq
+    return load
+
+
+def _items(pairs: list[Pair], with_lq: bool) -> list[tuple[str, Loader]]:
+    items = [(flat_id(p.id), _loader(p, with_lq)) for p in pairs]
+    ids = [i for i, _ in items]
+    if len(set(ids)) != len(ids):
+        raise DpirError("two images map to the same id after flattening '/' to '__'; rename the files")
+    return items
+
+
+def source_images(ds_cfg: dict, split: str, task_cfg: dict | None = None) -> list[tuple[str, Loader]]:
+    """``(id, loader)`` pairs of a paper dataset split; see the module docstring for the loader triple."""
+    kind = ds_cfg["kind"]
+    if split not in ("train", "test"):
+        raise DpirError(f"split must be 'train' or 'test', not {split!r}")
+    if kind == "div2k":
+        scale = int((task_cfg or {}).get("scale") or DIV2K_DEFAULT_SCALE)
+        lr = ds_cfg.get("lr", "regenerate")
+        d_split = ds_cfg.get("split", "valid") if split == "test" else "train"
+        names = [f"div2k_{d_split}_hr"] + ([f"div2k_{d_split}_lr_x{scale}"] if lr == "official" else [])
+        root = _root(ds_cfg, split, names)
+        return _items(div2k_pairs(root, d_split, scale, lr), with_lq=lr == "official")
+    if kind == "gopro":
+        root = _root(ds_cfg, split, ["gopro"])
+        return _items(gopro_pairs(root, ds_cfg.get("split", "test") if split == "test" else "train"), True)
+    if kind == "hide":
+        if split == "train":
+            return []
+        return _items(hide_pairs(_root(ds_cfg, split, ["hide"])), True)
+    if kind == "syntheticburst":
+        raise DpirError("dataset kind 'syntheticburst' is the burst task's data: it is prepared by the burst "
+                        "synthesis code, not by this loader")
+    raise DpirError(f"dataset kind {kind!r} is not a paper dataset (paper kinds: {', '.join(PAPER_KINDS)})")
+

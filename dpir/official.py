@@ -1,0 +1,139 @@
+"""``dpir import-official``: turn an official checkpoint into a network of the workflow.
+
+A network entry of the config with ``official: <fetch name or path>`` is never trained.  Instead its
+released weights are resolved (a :mod:`dpir.fetch` registry name is fetched and verified; an existing
+path is used as is), loaded into the architecture built from the entry's ``kwargs`` and saved with
+:func:`dpir.checkpoint.save_network` into ``<out>/networks/<network>/``, exactly where ``dpir train``
+would have written it.  Every later stage therefore reads one format; the JSON records where the
+weights came from (``official_source``, ``official_path``) and the file's ``official_sha256``.
+
+Loaders by architecture (the file layouts differ):
+
+- ``srdiff``: :func:`baselines.srdiff.checkpoint.load_official` (Lightning-style ``state_dict.model``;
+  unspecified architecture values are read off the tensor shapes and saved with the weights);
+- ``diffir_s1`` / ``diffir_s2``: :func:`baselines.diffir.checkpoint.load_official` (BasicSR file with
+  duplicated key families and schedule buffers);
+- ``rrdb``: BasicSR/ESRGAN "new" key layout (``conv_first``, ``body.N.rdbM.convK``, ``conv_body``,
+  ``conv_up1``, ``conv_hr``, ``conv_last``; or the older ``RRDB_trunk``/``trunk_conv``/``upconv``/``HRconv``
+  names) is renamed to the sequential layout of spandrel's RRDBNet, then loaded strictly;
+- everything else (SwinIR, FFTformer, NAFNet, our own archs): :func:`dpir.nets.adapters.load_official`.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from dpir import paths
+from dpir.checkpoint import load_state_strict, save_network
+from dpir.config import network_config
+from dpir.errors import DpirError
+
+
+def resolve_official(spec: str, where: str = "official") -> tuple[Path, str]:
+    """``(local file, source description)`` of an ``official:`` value: a fetch registry name of kind
+    ``weights`` (fetched and verified, so a pre-staged file is checked too) or an existing file."""
+    from dpir import fetch
+
+    names = fetch.list_names("weights")
+    if spec in names:
+        return Path(fetch.fetch(spec, progress=False)), f"fetch:{spec}"
+    if spec in fetch.list_names("dataset"):
+        raise DpirError(f"config key {where!r} names {spec!r}, which is a dataset of the fetch registry, "
+                        f"not weights")
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return path, f"file:{path}"
+    import difflib
+
+    close = difflib.get_close_matches(spec, names, n=3)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    raise DpirError(f"config key {where!r} is {spec!r}: neither a weights name of the fetch registry "
+                    f"(`dpir fetch --list`) nor an existing file.{hint}")
+
+
+# --------------------------------------------------------------------------------------------
+# RRDB: BasicSR key names -> spandrel's sequential ESRGAN layout
+#   model.0 conv_first | model.1.sub.<i>.RDB<j>.conv<k>.0 body.<i>.rdb<j>.conv<k> | model.1.sub.<nb>
+#   conv_body | model.<3u> conv_up<u> | model.<3U+2> conv_hr | model.<3U+4> conv_last  (U = log2 scale)
+
+_RRDB_BLOCK = re.compile(r"^(?:body|RRDB_trunk)\.(\d+)\.(?:rdb|RDB)(\d)\.conv(\d)\.(weight|bias)$")
+_RRDB_UP = re.compile(r"^(?:conv_up|upconv)(\d)\.(weight|bias)$")
+
+
+def rrdb_to_sequential(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a BasicSR-layout RRDBNet state dict to spandrel's layout (a state dict already in that
+    layout, ``model.0.weight`` ..., is returned unchanged)."""
+    if "conv_first.weight" not in state:
+        return dict(state)
+    blocks = {int(m.group(1)) for k in state if (m := _RRDB_BLOCK.match(k))}
+    ups = {int(m.group(1)) for k in state if (m := _RRDB_UP.match(k))}
+    nb, n_up = (max(blocks) + 1 if blocks else 0), (max(ups) if ups else 0)
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        suffix = k.rsplit(".", 1)[-1]
+        if m := _RRDB_BLOCK.match(k):
+            new = f"model.1.sub.{m.group(1)}.RDB{m.group(2)}.conv{m.group(3)}.0.{suffix}"
+        elif m := _RRDB_UP.match(k):
+            new = f"model.{3 * int(m.group(1))}.{suffix}"
+        else:
+            stem = k.rsplit(".", 1)[0]
+            new = {"conv_first": "model.0", "conv_body": f"model.1.sub.{nb}", "trunk_conv": f"model.1.sub.{nb}",
+                   "conv_hr": f"model.{3 * n_up + 2}", "HRconv": f"model.{3 * n_up + 2}",
+                   "conv_last": f"model.{3 * n_up + 4}"}.get(stem)
+            new = f"{new}.{suffix}" if new else k      # unknown keys stay: the strict load names them
+        out[new] = v
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+
+def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``arch`` and load the official file; returns the model and the complete constructor
+    kwargs to store (for SRDiff the values read off the file are added)."""
+    kwargs = dict(kwargs or {})
+    if arch == "srdiff":
+        from baselines.srdiff.checkpoint import SCHEDULE_BUFFERS, infer_kwargs, load_official, read_official
+
+        state = dict(read_official(path))
+        betas = state.get("betas")
+        inferred = infer_kwargs({k: v for k, v in state.items() if k not in SCHEDULE_BUFFERS})
+        if betas is not None:
+            inferred["T"] = int(betas.numel())
+        full = {**inferred, **kwargs}
+        return load_official(path, **full), full
+    if arch in ("diffir_s1", "diffir_s2"):
+        from baselines.diffir.checkpoint import load_official
+
+        return load_official(path, arch.removeprefix("diffir_"), "cpu", **kwargs), kwargs
+    from dpir.nets import build_network
+    from dpir.nets.adapters import load_official, read_official_state
+
+    model = build_network(arch, **kwargs)
+    if arch == "rrdb":
+        load_state_strict(model, rrdb_to_sequential(read_official_state(path)), str(path))
+    else:
+        load_official(model, path)
+    return model, kwargs
+
+
+def import_official(config: dict, network: str) -> Path:
+    """Resolve, load and save the official weights of ``network``; returns the saved model file."""
+    from dpir.fetch.download import sha256_file
+
+    net_cfg = network_config(config, network)
+    spec = net_cfg.get("official")
+    if not spec:
+        raise DpirError(f"network {network!r} has no `official:` key in the config: it is trained with "
+                        f"`dpir train --network {network}`, not imported")
+    path, source = resolve_official(str(spec), f"networks.{network}.official")
+    model, kwargs = load_official_network(net_cfg["arch"], net_cfg.get("kwargs") or {}, path)
+    out_dir = paths.network_dir(config, network)
+    save_network(model, out_dir, net_cfg["arch"], kwargs, official_source=source, official_path=str(path),
+                 official_sha256=sha256_file(path), network=network)
+    # a train_log.json of an earlier, trained network of the same name would be reported as this one's
+    (out_dir / "train_log.json").unlink(missing_ok=True)
+    return paths.network_file(config, network)

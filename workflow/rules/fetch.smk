@@ -1,0 +1,36 @@
+# Networks with released weights: `official: <fetch name or path>` in a network's config entry.
+# They are imported (fetched, verified, converted to our checkpoint format), never trained: the
+# import rule writes the same file as rule train, and the ambiguity is resolved twice over, so no
+# official network can reach `dpir train`:
+#   - rule import_official matches only official networks (wildcard constraint below);
+#   - for those, it outranks rule train (ruleorder), whose pattern matches every network.
+import re
+
+OFFICIAL_NETWORKS = sorted(n for n, c in CFG["networks"].items() if c.get("official"))
+
+
+def official_input(w):
+    """A plain path is an input (its mtime reruns the import); a fetch name is resolved by the job."""
+    spec = str(CFG["networks"][w.network]["official"])
+    return [spec] if Path(spec).is_file() else []
+
+
+ruleorder: import_official > train
+
+
+rule import_official:
+    input:
+        official_input,
+    output:
+        f"{OUT}/networks/{{network}}/model.safetensors",
+    wildcard_constraints:
+        # (?!) matches nothing: without official networks the rule is inert
+        network="|".join(re.escape(n) for n in OFFICIAL_NETWORKS) or "(?!)",
+    params:
+        h=lambda w: config_hash(CFG["networks"][w.network]),
+    # downloads need the login node's network on clusters; loading weights is light
+    localrule: True
+    log:
+        f"{OUT}/logs/import_official/{{network}}.log",
+    shell:
+        "{DPIR} import-official -q {CFGARG} --network {wildcards.network} > {log} 2>&1"

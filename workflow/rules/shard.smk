@@ -1,0 +1,66 @@
+# Sharded restoration for long runs: a method with `shards: N` in its config is restored by N jobs
+# (`dpir restore --shard K/N`, images K, K+N, ...) and merged by `dpir restore --merge-shards N`.
+# Every image draws its noise from (seed, image id), so the merged run equals the unsharded one.
+# The merged run.json is the same file rule restore writes; the ambiguity is resolved by
+# restricting the method wildcard to sharded methods and by ruleorder.  Shard folders are temp():
+# the merge consumes (and deletes) them, and their absence never triggers a rerun.
+import re
+
+
+def shards_of(task, method):
+    return int(CFG["tasks"][task]["methods"][method].get("shards") or 1)
+
+
+SHARDED_METHODS = sorted({m for t in enabled_tasks(CFG) for m, c in CFG["tasks"][t]["methods"].items()
+                          if int(c.get("shards") or 1) > 1})
+SHARDED_RE = "|".join(re.escape(m) for m in SHARDED_METHODS) or "(?!)"
+
+
+def shard_runs(w):
+    n = shards_of(w.task, w.method)
+    return [f"{OUT}/restored/{w.task}/{w.dataset}/{w.method}/seed{w.seed}.shard{k}of{n}/run.json" for k in range(n)]
+
+
+ruleorder: merge_shards > restore_shard > restore
+
+
+rule restore_shard:
+    input:
+        manifest=f"{CFG['data_dir']}/{{task}}/{{dataset}}/manifest.json",
+        nets=lambda w: [net_file(n) for n in networks_of(method_cfg(w))],
+    output:
+        temp(f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}.shard{{k}}of{{n}}/run.json"),
+    wildcard_constraints:
+        method=SHARDED_RE,
+        seed=r"\d+",
+        k=r"\d+",
+        n=r"\d+",
+    params:
+        h=lambda w: config_hash([method_cfg(w), CFG["tasks"][w.task].get("scale")]),
+    threads: THREADS
+    resources:
+        gpu=1,
+    log:
+        f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_shard{{k}}of{{n}}.log",
+    shell:
+        "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
+        "--method {wildcards.method} --seed {wildcards.seed} --shard {wildcards.k}/{wildcards.n} > {log} 2>&1"
+
+
+rule merge_shards:
+    input:
+        shard_runs,
+    output:
+        f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}/run.json",
+    wildcard_constraints:
+        method=SHARDED_RE,
+        seed=r"\d+",
+    params:
+        h=lambda w: config_hash([method_cfg(w), CFG["tasks"][w.task].get("scale")]),
+        n=lambda w: shards_of(w.task, w.method),
+    localrule: True
+    log:
+        f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_merge.log",
+    shell:
+        "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
+        "--method {wildcards.method} --seed {wildcards.seed} --merge-shards {params.n} > {log} 2>&1"
