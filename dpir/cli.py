@@ -92,6 +92,14 @@ def cmd_report(args):
     print(f"wrote {render_report(cfg)}")
 
 
+def cmd_tflops(args):
+    from dpir.report.tflops import write_tflops
+
+    cfg = _config(args)
+    out = write_tflops(cfg, args.task, args.out or f"{cfg['out']}/cost", args.width, args.height)
+    print(f"wrote {out}")
+
+
 def cmd_fetch(args):
     from dpir import fetch
 
@@ -159,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(a, required=True)
     sp.add_argument("--seed", type=int, default=0)
     add("tables", cmd_tables, "render the tables (Markdown + CSV) from the results JSON files")
+    sp = add("tflops", cmd_tflops, "TFLOPs per image at a fixed output size (per-step cost x NFE + once-per-image)")
+    sp.add_argument("--task", required=True)
+    sp.add_argument("--width", type=int, default=1280)
+    sp.add_argument("--height", type=int, default=720)
+    sp.add_argument("--out", help="output folder (default <out>/cost)")
     add("report", cmd_report, "render tables, figures and report.md from the results JSON files")
     sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
     sp.add_argument("names", nargs="*")

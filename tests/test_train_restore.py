@@ -154,3 +154,12 @@ def test_tiny_images_are_padded():
     y = torch.rand(1, 3, 3, 5)
     p, (h, w) = pad_to_multiple(y, 8)
     assert p.shape[-2:] == (8, 8) and (h, w) == (3, 5) and torch.equal(p[..., :3, :5], y)
+
+
+def test_per_call_flops_sums_each_module_of_a_group_once():
+    from dpir.report.tflops import per_call_flops
+
+    m = Twice()
+    per = per_call_flops(m, torch.rand(1, 3, 4, 5))
+    # one call of a (counted once although called twice per restore) + one call of b: 2 convs
+    assert per == {"step": 2 * 2 * 9 * 4 * 5}

@@ -117,6 +117,13 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[s
             t, verdicts = res
             t.write(paths.tables_dir(config))
             parts += [f"### {t.title}", "", t.markdown(), "", "Does our run agree with the paper?", "", *verdicts, ""]
+    tfl = Path(config["out"]) / "cost" / f"{task}_tflops_1280x720.json"
+    if tfl.exists():
+        data = json.loads(tfl.read_text())
+        parts += [f"### TFLOPs per 1280x720 output image ({task}; the paper's Table 9 form)", "", data["markdown"], "",
+                  "Per-call cost of each network measured by FlopCounterMode on a full-size forward (2 x MACs of "
+                  "conv/matmul; FFTs and elementwise ops not counted); call counts by forward-call counting "
+                  "(`dpir tflops`).", ""]
     ref = (rep_cfg.get("cost_reference") or {}).get(task)
     if ref:
         t = cost_table(records, ref, f"{task}_{ds}_cost", f"Cost per image relative to the reference ({task} / {ds})",

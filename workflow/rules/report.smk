@@ -1,7 +1,23 @@
+rule tflops:
+    input:
+        nets=lambda w: sorted({net_file(n) for m in CFG["tasks"][w.task]["methods"].values() for n in networks_of(m)}),
+    output:
+        f"{OUT}/cost/{{task}}_tflops_1280x720.json",
+    params:
+        h=lambda w: config_hash([CFG["tasks"][w.task]["methods"], CFG["tasks"][w.task].get("scale")]),
+    threads: THREADS
+    log:
+        f"{OUT}/logs/tflops/{{task}}.log",
+    shell:
+        "{DPIR} tflops -q {CFGARG} --task {wildcards.task} > {log} 2>&1"
+
+
 rule report:
     input:
         scores=[f"{OUT}/scores/{t}/{d}/{m}/seed{s}.json" for t, d, m, s in runs()],
         manifests=sorted({f"{CFG['data_dir']}/{t}/{d}/manifest.json" for t, d, _, _ in runs()}),
+        tflops=[f"{OUT}/cost/{t}_tflops_1280x720.json" for t in enabled_tasks(CFG)
+                if CFG["tasks"][t]["kind"] != "burst"],
     output:
         report=REPORT,
         tables=directory(f"{OUT}/tables"),

@@ -1,0 +1,100 @@
+"""TFLOPs per output image at a fixed size (the paper's Table 9: per-step cost x NFE + once-per-image).
+
+Every method of the task is built from its trained networks and restores one input whose output
+has the requested size.  Each NFE group's modules are hooked with their own FlopCounterMode, and the
+restoration stops as soon as every group has been called once: the per-call cost of each group is
+measured by a real forward at full size (no scaling from smaller inputs) and a 1001-step chain is
+never run.  The number of calls per group comes from a complete restore of a small input
+(forward-call counting).  FLOPs are 2 x MACs of conv/matmul; FFTs and elementwise ops are not counted.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from dpir.checkpoint import atomic_write_text
+
+
+class _Stop(Exception):
+    pass
+
+
+def per_call_flops(method, y, meta=None) -> dict[str, int]:
+    """FLOPs of one call of each NFE group: the sum over the group's modules of each module's first
+    call (DP-IR's step = one denoiser call + one fusion call).  The restoration is aborted as soon as
+    every module has been called once."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    groups = method.nfe_groups()
+    first: dict[int, int] = {}
+    wanted = {id(m) for mods in groups.values() for m in mods}
+    handles = []
+    for mods in groups.values():
+        for m in mods:
+            state: dict = {}
+
+            def pre(module, args, state=state):
+                if id(module) not in first and "mode" not in state:
+                    state["mode"] = FlopCounterMode(display=False)
+                    state["mode"].__enter__()
+
+            def post(module, args, out, state=state):
+                if "mode" in state:
+                    mode = state.pop("mode")
+                    mode.__exit__(None, None, None)
+                    first[id(module)] = mode.get_total_flops()
+                if set(first) >= wanted:
+                    raise _Stop
+            handles += [m.register_forward_pre_hook(pre), m.register_forward_hook(post)]
+    try:
+        with torch.no_grad():
+            method.restore(y, [torch.Generator().manual_seed(0)])
+    except _Stop:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {g: sum(first.get(id(m), 0) for m in mods) for g, mods in groups.items()}
+
+
+def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, methods=None) -> list[dict]:
+    from dpir.measure import count_nfe
+    from dpir.restore import build
+
+    tcfg = config["tasks"][task]
+    scale = int(tcfg.get("scale", 1))
+    torch.set_num_threads(int(config.get("threads", 1)))
+    rows = []
+    for name in methods or list(tcfg["methods"]):
+        m, mcfg, _, device = build(config, task, name)
+        if not m.nfe_groups() or tcfg["kind"] == "burst":
+            continue
+        small = torch.rand(1, 3, 16, 16, device=device)
+        with torch.no_grad(), count_nfe(m) as c:
+            m.restore(small, [torch.Generator().manual_seed(0)])
+        calls = c.by_group()
+        y = torch.rand(1, 3, height // scale, width // scale, device=device)
+        per = per_call_flops(m, y)
+        steps = max([calls[g] for g in calls if calls[g] > 1], default=0)
+        per_step = sum(per[g] for g in calls if calls[g] > 1)
+        once = sum(per[g] * calls[g] for g in calls if calls[g] <= 1)
+        total = sum(per[g] * calls[g] for g in calls)
+        rows.append({"method": name, "label": mcfg.get("label", name), "nfe": c.total, "calls": calls,
+                     "per_call_tflops": {g: v / 1e12 for g, v in per.items()}, "per_step_tflops": per_step / 1e12,
+                     "steps": steps, "once_tflops": once / 1e12, "total_tflops": total / 1e12})
+    return rows
+
+
+def write_tflops(config: dict, task: str, out_dir: str | Path, width: int = 1280, height: int = 720) -> Path:
+    rows = tflops_table(config, task, width, height)
+    lines = [f"| Method | NFE | TFLOPs = per-step x steps + once-per-image | TFLOPs/img |", "|---|---|---|---|"]
+    for r in rows:
+        formula = (f"{r['per_step_tflops']:.3g} x {r['steps']} + {r['once_tflops']:.3g}" if r["steps"]
+                   else f"{r['once_tflops']:.3g}")
+        lines.append(f"| {r['label']} | {r['nfe']} | {formula} | {r['total_tflops']:.4g} |")
+    out = Path(out_dir) / f"{task}_tflops_{width}x{height}.json"
+    atomic_write_text(out, json.dumps({"task": task, "width": width, "height": height, "rows": rows,
+                                       "markdown": "\n".join(lines)}, indent=2))
+    return out
