@@ -163,3 +163,16 @@ def test_per_call_flops_sums_each_module_of_a_group_once():
     per = per_call_flops(m, torch.rand(1, 3, 4, 5))
     # one call of a (counted once although called twice per restore) + one call of b: 2 convs
     assert per == {"step": 2 * 2 * 9 * 4 * 5}
+
+
+def test_fftformer_pads_to_32_and_crops():
+    from dpir.nets import build_network
+
+    m = build_network("fftformer", inp_channels=3, out_channels=3, dim=8, num_blocks=[1, 1, 1],
+                      num_refinement_blocks=1, ffn_expansion_factor=2, bias=False).eval()
+    x = torch.rand(1, 3, 48, 40)
+    with torch.no_grad():
+        out = m(x)
+        padded = torch.nn.functional.pad(x, (0, 24, 0, 16), mode="reflect")
+        ref = type(m).__mro__[1].forward(m, padded)[..., :48, :40]
+    assert out.shape == x.shape and torch.equal(out, ref)

@@ -38,10 +38,26 @@ def nafnet(**kwargs) -> nn.Module:
     return NAFNet(**kwargs)
 
 
+FFTFORMER_MULTIPLE = 32
+
+
 def fftformer(**kwargs) -> nn.Module:
+    """FFTformer (Kong et al. 2023).  Its patch-wise FFT attention needs sides divisible by 32 at full
+    resolution; like the official test script we reflect-pad to a multiple of 32 and crop the output.
+    The subclass keeps the official parameter names, so official weights load unchanged."""
+    import torch.nn.functional as F
     from spandrel.architectures.FFTformer.__arch.fftformer_arch import FFTformer
 
-    return FFTformer(**kwargs)
+    class PaddedFFTformer(FFTformer):
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            ph, pw = (-h) % FFTFORMER_MULTIPLE, (-w) % FFTFORMER_MULTIPLE
+            if ph or pw:
+                mode = "reflect" if ph < h and pw < w else "replicate"
+                x = F.pad(x, (0, pw, 0, ph), mode=mode)
+            return super().forward(x)[..., :h, :w]
+
+    return PaddedFFTformer(**kwargs)
 
 
 def read_official_state(path: str | Path) -> dict[str, torch.Tensor]:
