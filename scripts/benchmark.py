@@ -93,8 +93,8 @@ def main() -> None:
              "| method | NFE | GFLOPs | × ref | s/img | × ref | params (M) | peak RSS MiB (baseline + model + restore) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        fr = f"{r['flops'] / ref['flops']:.2f}" if ref and r["flops"] is not None and ref["flops"] else "n/a"
-        sr = f"{r['seconds'] / ref['seconds']:.2f}" if ref else "n/a"
+        fr = f"{r['flops'] / ref['flops']:.3g}" if ref and r["flops"] is not None and ref["flops"] else "n/a"
+        sr = f"{r['seconds'] / ref['seconds']:.3g}" if ref else "n/a"
         gf = f"{r['flops'] / 1e9:.3g}" if r["flops"] is not None else "n/a"
         lines.append(f"| {r['label']} | {r['nfe']} | {gf} | {fr} | {r['seconds']:.3f} | {sr} | {r['params_total'] / 1e6:.3f} | "
                      f"{r['rss_peak_mib']:.0f} ({r['rss_baseline_mib']:.0f} + {r['rss_model_mib']:.0f} + {r['rss_restore_mib']:.0f}) |")
