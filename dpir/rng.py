@@ -26,29 +26,26 @@ def make_generator(seed: int, image_id: str | None = None) -> torch.Generator:
     return g
 
 
+def _draw(fn, shape: Sequence[int], generator: Generators, device, dtype) -> torch.Tensor:
+    shape = tuple(int(s) for s in shape)
+    if isinstance(generator, torch.Generator):
+        z = fn(shape, generator=generator, dtype=dtype)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
+        z = torch.stack([fn(shape[1:], generator=g, dtype=dtype) for g in generator])
+    return z.to(device) if device is not None else z
+
+
 def randn(shape: Sequence[int], generator: Generators, device=None, dtype=torch.float32) -> torch.Tensor:
     """Standard normal noise of ``shape`` (batch first).
 
     ``generator`` is one generator (used for the whole batch) or one generator per batch element;
     with one per element, element ``b`` gets exactly the noise it would get in a batch of one.
     """
-    shape = tuple(int(s) for s in shape)
-    if isinstance(generator, torch.Generator):
-        z = torch.randn(shape, generator=generator, dtype=dtype)
-    else:
-        if len(generator) != shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
-        z = torch.stack([torch.randn(shape[1:], generator=g, dtype=dtype) for g in generator])
-    return z.to(device) if device is not None else z
+    return _draw(torch.randn, shape, generator, device, dtype)
 
 
 def rand(shape: Sequence[int], generator: Generators, device=None, dtype=torch.float32) -> torch.Tensor:
     """Uniform [0, 1) noise with the same per-element rule as :func:`randn`."""
-    shape = tuple(int(s) for s in shape)
-    if isinstance(generator, torch.Generator):
-        z = torch.rand(shape, generator=generator, dtype=dtype)
-    else:
-        if len(generator) != shape[0]:
-            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}")
-        z = torch.stack([torch.rand(shape[1:], generator=g, dtype=dtype) for g in generator])
-    return z.to(device) if device is not None else z
+    return _draw(torch.rand, shape, generator, device, dtype)

@@ -10,10 +10,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_thread():
     """Small tensors run faster on one thread, and the 2-core CI machine is shared by the workflow
-    subprocesses of the end-to-end tests."""
+    subprocesses of the end-to-end tests.  Reset around every test: some stages set their own count."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -26,15 +26,6 @@ from dpir.diffusion import (
 SCHED = linear_schedule()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The vectorised chains move small tensors through 1000 steps: intra-op threading only adds
-    synchronisation (15x slower on a busy 2-core machine), so run this module single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gen(seed: int) -> torch.Generator:
     g = torch.Generator()

@@ -21,13 +21,6 @@ from dpir.train import dpir_trainers
 from dpir.train.base import TrainContext
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convs over many steps: threading only adds overhead
-    yield
-    torch.set_num_threads(n)
-
 
 # --- stand-ins with the real interfaces ------------------------------------------------------------
 

@@ -26,14 +26,6 @@ def const(levels, h=24, w=24, b=1):
     return (torch.tensor(levels, dtype=torch.float32) / 255).view(1, 3, 1, 1).expand(b, 3, h, w).clone()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # these tensors are tiny: on a shared 2-core machine, torch's thread pool only adds contention
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @functools.lru_cache(maxsize=1)
 def _astronaut() -> torch.Tensor:

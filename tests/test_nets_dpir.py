@@ -35,14 +35,6 @@ TINY = {
 DENOISERS = ("mirnet_s", "udp")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the CI machine has 2 shared cores: intra-op threads fighting other processes make backward 20x slower
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())

@@ -22,15 +22,6 @@ TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: a second intra-op thread only adds contention on the shared 2-core machine
-    # (measured 20x slower under load), and results here do not depend on it
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny(cls, task="sr", seed=0):
     torch.manual_seed(seed)

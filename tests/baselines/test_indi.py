@@ -19,14 +19,6 @@ from dpir.train.base import TrainContext
 TINY = {"hidden": 8, "dim_mults": [1, 2], "scale": 4, "eps": 0.01}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the 2 shared cores are oversubscribed; one intra-op thread is several times faster here
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_net(seed: int = 0, **over) -> InDINet:
     torch.manual_seed(seed)

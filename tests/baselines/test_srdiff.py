@@ -27,14 +27,6 @@ from dpir.train.base import TrainContext
 TINY = {"rrdb": {"nf": 8, "nb": 2, "gc": 4}, "hidden": 8, "dim_mults": [1, 2]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the 2 shared cores are oversubscribed; one intra-op thread is several times faster here
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_net(seed: int = 0, **over) -> SRDiffNet:
     torch.manual_seed(seed)
