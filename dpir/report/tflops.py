@@ -89,7 +89,7 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
 
 def write_tflops(config: dict, task: str, out_dir: str | Path, width: int = 1280, height: int = 720) -> Path:
     rows = tflops_table(config, task, width, height)
-    lines = [f"| Method | NFE | TFLOPs = per-step x steps + once-per-image | TFLOPs/img |", "|---|---|---|---|"]
+    lines = ["| Method | NFE | TFLOPs = per-step x steps + once-per-image | TFLOPs/img |", "|---|---|---|---|"]
     for r in rows:
         formula = (f"{r['per_step_tflops']:.3g} x {r['steps']} + {r['once_tflops']:.3g}" if r["steps"]
                    else f"{r['once_tflops']:.3g}")
