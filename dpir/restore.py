@@ -1,8 +1,9 @@
 """``dpir restore``: run one method with one seed over a prepared test set.
 
 Writes ``<out>/restored/<task>/<dataset>/<method>/seed<k>/<id>.png`` and ``run.json`` (cost and
-provenance).  Image ``i`` gets the generator seeded by ``(seed, id)`` (:mod:`dpir.rng`), so the
-numbers do not depend on the batch, the shard or the order.  Output goes to a temporary folder
+provenance).  Burst task: the observations are the RAW bursts under ``test/burst/`` and the method
+gets each burst's metadata (``restore(y, generator, meta=[meta])``) to return sRGB.  Image ``i`` gets
+the generator seeded by ``(seed, id)`` (:mod:`dpir.rng`), so the numbers do not depend on the batch, the shard or the order.  Output goes to a temporary folder
 that replaces the old one only when every image is done: an interrupted run never destroys a
 finished one.
 """
@@ -45,6 +46,35 @@ def build(config: dict, task: str, method: str):
     return m, mcfg, tcfg, device
 
 
+def _observations(root: Path, tcfg: dict, mcfg: dict, m, method: str, ids: list[str]):
+    """A loader ``id -> (y, extra restore kwargs)`` for the prepared test split.
+
+    Images: ``lq/<id>.png``.  Bursts: ``burst/`` (SyntheticBurst layout) with ``meta=[metadata]``, so the
+    method can take its linear estimate to sRGB; every listed burst is checked (all frames present)
+    before anything is written, and a method whose ``restore`` takes no metadata is refused."""
+    if tcfg["kind"] != "burst":
+        return lambda image_id: (read_image(root / "lq" / f"{image_id}.png"), {})
+    import inspect
+
+    from dpir.data.burst import list_bursts, read_burst
+    from dpir.tasks import burst_settings
+
+    if "meta" not in inspect.signature(m.restore).parameters:
+        raise DpirError(f"method {method!r} (kind {mcfg['kind']!r}) cannot restore bursts: its restore() takes no "
+                        f"burst metadata (meta) to convert its output to sRGB; use kind burst_bicubic, backbone or dpir")
+    samples = {b.id: b for b in list_bursts(root / "burst", burst_settings(tcfg)[0])}
+    missing = [i for i in ids if i not in samples]
+    if missing:
+        raise DpirError(f"bursts {missing} of the manifest are missing under {root / 'burst' / 'bursts'}; "
+                        f"re-run `dpir prepare`")
+
+    def load(image_id: str):
+        frames, _, meta = read_burst(samples[image_id])
+        return frames, {"meta": [meta]}
+
+    return load
+
+
 def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: int, *, progress: bool = True,
                     shard: tuple[int, int] | None = None) -> dict:
     from tqdm import tqdm
@@ -60,6 +90,7 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
         k, n = shard
         ids = ids[k::n]
     root = paths.prepared(config, task, dataset) / "test"
+    load = _observations(root, tcfg, mcfg, m, method, ids)    # checks every burst file before any output
     out_dir = paths.restored_dir(config, task, dataset, method, seed)
     if shard is not None:
         out_dir = out_dir.with_name(f"{out_dir.name}.shard{shard[0]}of{shard[1]}")
@@ -67,31 +98,36 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     seconds, nfe, nfe_groups, flops, flops_size = [], None, None, None, None
-    for n, image_id in enumerate(tqdm(ids, desc=f"{method}/seed{seed}", disable=not progress, mininterval=2.0)):
-        y = read_image(root / "lq" / f"{image_id}.png")[None].to(device)
-        g = [make_generator(seed, image_id)]
-        with torch.no_grad(), count_nfe(m) as counter:
-            if n == 0:  # FLOPs of the first image, counted during its real restoration
-                with count_flops() as fc:
+    try:
+        for n, image_id in enumerate(tqdm(ids, desc=f"{method}/seed{seed}", disable=not progress, mininterval=2.0)):
+            y, extra = load(image_id)
+            y = y[None].to(device)
+            g = [make_generator(seed, image_id)]
+            with torch.no_grad(), count_nfe(m) as counter:
+                if n == 0:  # FLOPs of the first image, counted during its real restoration
+                    with count_flops() as fc:
+                        t0 = time.perf_counter()
+                        x = m.restore(y, g, **extra)
+                        first_time = time.perf_counter() - t0
+                    flops = int(fc.get_total_flops()) if m.flops_counted else None
+                    flops_size = list(y.shape[-2:])
+                else:
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
                     t0 = time.perf_counter()
-                    x = m.restore(y, g)
-                    first_time = time.perf_counter() - t0
-                flops = int(fc.get_total_flops()) if m.flops_counted else None
-                flops_size = list(y.shape[-2:])
-            else:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                x = m.restore(y, g)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds.append(time.perf_counter() - t0)
-        groups = counter.by_group()
-        if nfe_groups is None:
-            nfe_groups, nfe = groups, counter.total
-        elif groups != nfe_groups:
-            raise RuntimeError(f"{method}: NFE differs between images ({nfe_groups} vs {groups})")
-        write_png(tmp / f"{image_id}.png", x[0], bits=int(config.get("png_bits", 8)))
+                    x = m.restore(y, g, **extra)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize()
+                    seconds.append(time.perf_counter() - t0)
+            groups = counter.by_group()
+            if nfe_groups is None:
+                nfe_groups, nfe = groups, counter.total
+            elif groups != nfe_groups:
+                raise RuntimeError(f"{method}: NFE differs between images ({nfe_groups} vs {groups})")
+            write_png(tmp / f"{image_id}.png", x[0], bits=int(config.get("png_bits", 8)))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written run behind
+        raise
     timing_note = "mean over images 2..n (image 1 runs under the FLOP counter)"
     if not seconds:
         seconds, timing_note = [first_time], "single image, timed under the FLOP counter (slower)"

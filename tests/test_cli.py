@@ -33,7 +33,7 @@ def test_config_typo_is_one_line_error(tmp_path, capsys):
     (["restore", "--task", "sr", "--dataset", "bundled", "--method", "swinr"],
      "dpir: error: unknown method of task 'sr' 'swinr'. Did you mean 'swinir'?"),
     (["train", "--network", "nope"], "dpir: error: unknown network 'nope'."),
-    (["prepare", "--task", "rs", "--dataset", "bundled"], "dpir: error: unknown task 'rs'. Did you mean 'sr'?"),
+    (["prepare", "--task", "srr", "--dataset", "bundled"], "dpir: error: unknown task 'srr'. Did you mean 'sr'?"),
 ])
 def test_unknown_names_suggest(args, message, capsys, tmp_path):
     code = main([*args, "--set", f"out={tmp_path}", "--set", f"data_dir={tmp_path}"])

@@ -4,6 +4,9 @@
     <data_dir>/<task>/<dataset>/<split>/lq/<id>.png    observations made by the task's degradation
     <data_dir>/<task>/<dataset>/manifest.json          ids, sizes, conversions, skipped files, settings
 
+The burst task stores RAW bursts instead of ``lq/`` (test split: ``<split>/burst/`` in the SyntheticBurst
+layout, ``gt/<id>.png`` the sRGB target; train split: ``gt/`` only), see :func:`dpir.tasks.prepare_burst_image`.
+
 Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every conversion and skip,
 and the report repeats them.  The manifest is written last and atomically, so a folder without a
 manifest is never taken for a complete one.
@@ -22,9 +25,9 @@ from dpir import paths
 from dpir.checkpoint import atomic_write_text
 from dpir.data import bundled
 from dpir.data.degrade import mod_crop
-from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
+from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float
 from dpir.errors import DpirError, UnknownNameError
-from dpir.tasks import observe, write_pair
+from dpir.tasks import observe, prepare_burst_image, write_pair
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +97,18 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
                 warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
                 manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
                 continue
+            if task["kind"] == "burst":  # RAW bursts: their own crop, synthesis and layout (dpir.tasks)
+                try:
+                    size, burst_notes = prepare_burst_image(tmp_dir, image_id, torch.round(gt * 255) / 255, task,
+                                                            split, ds.get("test_crop") if split == "test" else None)
+                except DpirError as e:
+                    warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
+                    manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
+                    continue
+                ids.append(image_id)
+                sizes[image_id] = size
+                _record_notes(manifest, dataset_name, image_id, notes + burst_notes)
+                continue
             if split == "test":
                 gt, top, left = centre_crop(gt, ds.get("test_crop"), align=scale)
                 if lq is not None and ds.get("test_crop"):
@@ -120,10 +135,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
             write_pair(tmp_dir, image_id, gt, lq, extras)
             ids.append(image_id)
             sizes[image_id] = [int(gt.shape[-2]), int(gt.shape[-1])]
-            if notes:
-                manifest["notes"][image_id] = notes
-                for n in notes:
-                    log.warning("%s/%s: %s", dataset_name, image_id, n)
+            _record_notes(manifest, dataset_name, image_id, notes)
         shutil.rmtree(split_dir, ignore_errors=True)
         if ids:
             tmp_dir.rename(split_dir)
@@ -136,6 +148,13 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
     return manifest
 
 
+def _record_notes(manifest: dict, dataset_name: str, image_id: str, notes: list[str]) -> None:
+    if notes:
+        manifest["notes"][image_id] = notes
+        for n in notes:
+            log.warning("%s/%s: %s", dataset_name, image_id, n)
+
+
 def read_manifest(config: dict, task: str, dataset: str) -> dict:
     path = paths.manifest(config, task, dataset)
     if not path.exists():
@@ -144,8 +163,11 @@ def read_manifest(config: dict, task: str, dataset: str) -> dict:
 
 
 def load_split(config: dict, task: str, dataset: str, split: str) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
-    """(id, lq, gt) tensors of a prepared split, in manifest order."""
+    """(id, lq, gt) tensors of a prepared split, in manifest order.  ``lq`` is None for the burst task,
+    whose observations are RAW bursts (test: ``<split>/burst/``; train: synthesised on the fly)."""
     man = read_manifest(config, task, dataset)
     root = paths.prepared(config, task, dataset) / split
     ids = man["splits"].get(split, {}).get("ids", [])
+    if man.get("kind") == "burst":
+        return [(i, None, read_image(root / "gt" / f"{i}.png")) for i in ids]
     return [(i, read_image(root / "lq" / f"{i}.png"), read_image(root / "gt" / f"{i}.png")) for i in ids]

@@ -11,13 +11,14 @@ from dpir.nets import resolve
 METHODS: dict[str, str] = {
     "bicubic": "dpir.methods.simple:bicubic",
     "backbone": "dpir.methods.simple:backbone",
+    "burst_bicubic": "dpir.methods.burst:burst_bicubic",
     "dpir": "dpir.methods.dpir:build",
     "srdiff": "baselines.srdiff.method:build",
     "indi": "baselines.indi.method:build",
     "diffir": "baselines.diffir.method:build",
 }
 
-DETERMINISTIC_KINDS = {"bicubic", "backbone"}
+DETERMINISTIC_KINDS = {"bicubic", "backbone", "burst_bicubic"}
 
 
 def build_method(method_cfg: dict, ctx: BuildContext) -> Method:

@@ -85,8 +85,14 @@ class DPIR(Method):
         return model
 
     @torch.no_grad()
-    def restore(self, y: torch.Tensor, generator: Generators) -> torch.Tensor:
+    def restore(self, y: torch.Tensor, generator: Generators, meta: list[dict] | None = None) -> torch.Tensor:
+        """``meta`` (burst task): one metadata dict per burst; the IR net's linear-RGB estimate is then
+        taken to sRGB with each burst's ISP, and the diffusion runs in sRGB (paper Sec. 4.1, burst)."""
         x0_ir = self.ir(y)
+        if meta is not None:
+            from dpir.methods.burst import srgb_batch
+
+            x0_ir = srgb_batch(x0_ir, meta)
         model = self.x0_model(x0_ir)
         if self.mode == "jump":
             x_tau = one_step_jump(self.schedule, x0_ir, self.tau, generator, self.variance)

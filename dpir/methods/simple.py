@@ -34,7 +34,11 @@ class Bicubic(Method):
 
 
 class Backbone(Method):
-    """A restoration network used on its own: x = phi_IR(y)."""
+    """A restoration network used on its own: x = phi_IR(y).
+
+    Burst task: ``y`` is (B, N, 4, h, w) RAW frames, the network estimates linear RGB and ``meta`` (one
+    metadata dict per burst) turns it into sRGB with each burst's forward ISP; ``scale`` is then the
+    output size per frame pixel (8 for 4x SR of the mosaic)."""
 
     nfe_note = "one forward pass of the IR network"
 
@@ -42,10 +46,15 @@ class Backbone(Method):
         self.net, self.pad_multiple, self.scale = net, pad_multiple, scale
 
     @torch.no_grad()
-    def restore(self, y, generator=None):
-        yp, (h, w) = pad_to_multiple(y, self.pad_multiple)
-        x = self.net(yp)
-        return x[..., : h * self.scale, : w * self.scale]
+    def restore(self, y, generator=None, meta=None):
+        lead = y.shape[:-3]
+        yp, (h, w) = pad_to_multiple(y.reshape(-1, *y.shape[-3:]), self.pad_multiple)
+        x = self.net(yp.reshape(*lead, *yp.shape[-3:]))[..., : h * self.scale, : w * self.scale]
+        if meta is not None:
+            from dpir.methods.burst import srgb_batch
+
+            x = srgb_batch(x, meta)
+        return x
 
     def modules(self):
         return {"ir": self.net}
@@ -62,5 +71,9 @@ def bicubic(cfg: dict, ctx: BuildContext) -> Method:
 def backbone(cfg: dict, ctx: BuildContext) -> Method:
     net = load_network(ctx.checkpoint(cfg["network"]), ctx.device)
     # windowed transformers pad internally; a tiny image still needs replicate padding first
-    multiple = int(cfg.get("pad_multiple", getattr(net, "window_size", 1)))
-    return Backbone(net, multiple, ctx.task.get("scale", 1))
+    from dpir.tasks import output_scale
+
+    # a burst network pads its own features (BSRT); its frames only need to be whole RGGB quads
+    default = 1 if ctx.task.get("kind") == "burst" else getattr(net, "window_size", 1)
+    multiple = int(cfg.get("pad_multiple", default))
+    return Backbone(net, multiple, output_scale(ctx.task))

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from dpir.diffusion.schedule import linear_schedule
 from dpir.errors import DpirError
+from dpir.methods.burst import srgb_batch
 from dpir.nets import build_network
 from dpir.rng import rand, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
@@ -60,7 +61,11 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     ``networks`` section): t ~ U{1..tau}, x_t = sqrt(abar_t) gt + sqrt(1 - abar_t) eps,
     loss = MSE(phi_F(phi_IR(lq), phi_D(x_t / sqrt(abar_t), sigma_tilde_t), t), gt).
     The schedule is the linear one with ``train.T`` (1000), ``train.beta_start`` (1e-4), ``train.beta_end``
-    (2e-2); it must match the DP-IR method's schedule."""
+    (2e-2); it must match the DP-IR method's schedule.
+
+    Burst task (paper Sec. 4.1: the fusion net is trained on the burst network's outputs converted to
+    sRGB): x0_IR = ISP(phi_IR(frames), meta) and the target is ISP(linear gt, meta), each burst with its
+    own metadata (:func:`dpir.data.burst.process_linear_to_srgb`)."""
     train = _train_cfg(net_cfg)
     for key in ("ir", "denoiser", "tau"):
         if key not in train:
@@ -78,8 +83,12 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = _model(net_cfg).to(ctx.device)
     abar_table = torch.tensor(schedule.alphas_bar.tolist(), dtype=torch.float64)
 
+    burst = ctx.task.get("kind") == "burst"
+
     def loss(batch: Batch, generator: torch.Generator) -> torch.Tensor:
         lq, gt = batch["lq"], batch["gt"]
+        if burst:  # the burst net works in linear camera RGB; DP-IR fuses in sRGB, where it is scored
+            gt = srgb_batch(gt, batch["meta"])
         B = gt.shape[0]
         # t ~ U{1..tau}: floor(u * tau) + 1, u in [0, 1)
         u = rand((B,), generator, dtype=torch.float64)
@@ -92,7 +101,7 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
         eps = randn(gt.shape, generator, device=gt.device, dtype=gt.dtype)
         x_t = sqrt_ab * gt + sqrt_1m * eps
         with torch.no_grad():  # frozen parts: no graph through them
-            x0_ir = ir(lq)
+            x0_ir = srgb_batch(ir(lq), batch["meta"]) if burst else ir(lq)
             x0_d = den(x_t / sqrt_ab, sigma_tilde)
         return F.mse_loss(model(x0_ir, x0_d, t.to(gt.device)), gt)
 

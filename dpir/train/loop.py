@@ -93,7 +93,7 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
     done_this_call = 0
     for step in bar:
         b = sampler.sample(batch, g_data, with_lq=with_lq)
-        b = {k: v.to(device) for k, v in b.items()}
+        b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}  # burst: meta list
         loss = spec.loss(b, g_loss)
         if not torch.isfinite(loss):
             raise DpirError(f"training of {out_dir.name} diverged at step {step + 1} (loss {loss.item()}); "
@@ -146,10 +146,13 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
                        device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
     pairs = [(lq, gt) for _, lq, gt in load_split(config, task_name, dataset, "train")]
-    from dpir.tasks import train_degradation
+    from dpir.tasks import train_degradation, train_margin
 
-    sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=int(task.get("scale", 1)),
-                           degrade=train_degradation(task))
+    degrade = train_degradation(task)
+    # bursts are synthesised from the whole sRGB crop: no stored observation to keep aligned with
+    scale = 1 if task["kind"] == "burst" else int(task.get("scale", 1))
+    sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=scale, degrade=degrade,
+                           margin=train_margin(task))
     from dpir.provenance import provenance
 
     return fit(spec, sampler, train_cfg, paths.network_dir(config, network), arch=net_cfg["arch"],

@@ -1,0 +1,49 @@
+"""Burst JDD-SR (joint demosaicking, denoising and super-resolution) helpers and the single-frame baseline.
+
+A burst method gets ``y`` = (B, N, 4, h, w) packed RGGB frames and ``meta`` = one metadata dict per
+burst (:func:`dpir.data.burst.synthesize_burst`), and returns sRGB (B, 3, 8h, 8w) for scale 4: burst
+networks estimate linear camera RGB, and every output is passed through the burst's own forward ISP
+before scoring, as in the SyntheticBurst evaluation (Bhat et al., CVPR 2021) and DP-IR's Table 1.
+"""
+from __future__ import annotations
+
+import torch
+
+from dpir.data.burst import demosaic_bilinear, process_linear_to_srgb
+from dpir.data.degrade import bicubic_resize
+from dpir.errors import DpirError
+from dpir.methods.base import BuildContext, Method
+
+
+def srgb_batch(x: torch.Tensor, metas: list[dict]) -> torch.Tensor:
+    """Linear camera RGB (B,3,H,W) -> sRGB, each batch element through the ISP of its own burst."""
+    if len(metas) != x.shape[0]:
+        raise DpirError(f"{len(metas)} burst metadata entries for a batch of {x.shape[0]} bursts")
+    return torch.stack([process_linear_to_srgb(x[i], m) for i, m in enumerate(metas)])
+
+
+class BurstBicubic(Method):
+    """The single-frame reference: bilinear demosaicking of the reference frame (2x, packed -> mosaic
+    resolution), MATLAB bicubic x``scale``, then the forward ISP.  Uses no other frame and no network."""
+
+    name = "burst_bicubic"
+    nfe_note = "no network (frame 0 only: bilinear demosaicking + bicubic)"
+    flops_counted = False  # resize-right runs in numpy
+
+    def __init__(self, scale: int):
+        self.scale = scale
+
+    def restore(self, y: torch.Tensor, generator=None, meta: list[dict] | None = None) -> torch.Tensor:
+        if y.dim() != 5 or y.shape[2] != 4:
+            raise DpirError(f"burst_bicubic expects bursts (B, N, 4, h, w), got {tuple(y.shape)}")
+        if meta is None:
+            raise DpirError("burst_bicubic needs the bursts' metadata (meta=[...]) to convert to sRGB")
+        x = bicubic_resize(demosaic_bilinear(y[:, 0]), float(self.scale)).to(y.device).clamp(0, 1)
+        return srgb_batch(x, meta)
+
+
+def burst_bicubic(cfg: dict, ctx: BuildContext) -> Method:
+    if ctx.task.get("kind") != "burst":
+        raise DpirError(f"method kind 'burst_bicubic' is for burst tasks; task {ctx.task_name!r} is "
+                        f"{ctx.task.get('kind')!r} (use kind 'bicubic')")
+    return BurstBicubic(int(ctx.task.get("scale", 4)))
