@@ -176,3 +176,16 @@ def test_fftformer_pads_to_32_and_crops():
         padded = torch.nn.functional.pad(x, (0, 24, 0, 16), mode="reflect")
         ref = type(m).__mro__[1].forward(m, padded)[..., :48, :40]
     assert out.shape == x.shape and torch.equal(out, ref)
+
+
+def test_tflops_table_reuses_per_call_costs_of_shared_networks(monkeypatch, prepared):
+    """DP-IR variants built from the same networks are measured at full size once."""
+    import dpir.report.tflops as T
+
+    calls = []
+    monkeypatch.setattr(T, "per_call_flops", lambda m, y: calls.append(1) or {g: 10 for g in m.nfe_groups()})
+    cfg = prepared
+    if not paths.network_file(cfg, "swinir_sr").exists():
+        train_network(cfg, "swinir_sr", progress=False)
+    rows = T.tflops_table(cfg, "sr", 64, 32, methods=["swinir", "swinir"])
+    assert len(rows) == 2 and len(calls) == 1 and rows[0]["total_tflops"] == 10 / 1e12

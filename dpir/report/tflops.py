@@ -61,12 +61,14 @@ def per_call_flops(method, y, meta=None) -> dict[str, int]:
 
 def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, methods=None) -> list[dict]:
     from dpir.measure import count_nfe
+    from dpir.methods import networks_of
     from dpir.restore import build
 
     tcfg = config["tasks"][task]
     scale = int(tcfg.get("scale", 1))
     torch.set_num_threads(int(config.get("threads", 1)))
     rows = []
+    cache: dict[tuple, dict[str, int]] = {}  # methods built from the same networks share per-call costs
     for name in methods or list(tcfg["methods"]):
         m, mcfg, _, device = build(config, task, name)
         if not m.nfe_groups() or tcfg["kind"] == "burst":
@@ -76,7 +78,10 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
             m.restore(small, [torch.Generator().manual_seed(0)])
         calls = c.by_group()
         y = torch.rand(1, 3, height // scale, width // scale, device=device)
-        per = per_call_flops(m, y)
+        key = (tcfg["methods"][name]["kind"], *networks_of(tcfg["methods"][name]))
+        if key not in cache:
+            cache[key] = per_call_flops(m, y)
+        per = cache[key]
         steps = max([calls[g] for g in calls if calls[g] > 1], default=0)
         per_step = sum(per[g] for g in calls if calls[g] > 1)
         once = sum(per[g] * calls[g] for g in calls if calls[g] <= 1)
