@@ -66,6 +66,15 @@ def noise_level_map(sigma: torch.Tensor | float, x: torch.Tensor) -> torch.Tenso
     return s.view(B, 1, 1, 1).expand(B, 1, H, W)
 
 
+def with_noise_channel(x: torch.Tensor, sigma, enabled: bool, owner: str) -> torch.Tensor:
+    """The denoisers' input: ``x`` with the noise level appended as a constant channel (UDP style)."""
+    if not enabled:
+        return x
+    if sigma is None:
+        raise ValueError(f"{owner}(noise_channel=True) needs the noise level sigma")
+    return torch.cat([x, noise_level_map(sigma, x)], dim=1)
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Pad ``x`` at the bottom/right so H and W are multiples of ``multiple``; return it and the old size.
 

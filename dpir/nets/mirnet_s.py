@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpir.nets.blocks import crop_to, noise_level_map, pad_to_multiple
+from dpir.nets.blocks import crop_to, pad_to_multiple, with_noise_channel
 
 
 def _conv(c_in: int, c_out: int, k: int, bias: bool) -> nn.Conv2d:
@@ -249,11 +249,7 @@ class MIRNetS(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         x_in, size = pad_to_multiple(x, self.multiple)
-        h = x_in
-        if self.noise_channel:
-            if sigma is None:
-                raise ValueError("MIRNetS(noise_channel=True) needs the noise level sigma")
-            h = torch.cat([x_in, noise_level_map(sigma, x_in)], dim=1)
+        h = with_noise_channel(x_in, sigma, self.noise_channel, "MIRNetS")
         out = x_in + self.conv_out(self.body(self.conv_in(h)))
         return crop_to(out, size)
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpir.nets.blocks import crop_to, noise_level_map, pad_to_multiple
+from dpir.nets.blocks import crop_to, pad_to_multiple, with_noise_channel
 
 
 def _block(c_in: int, c_out: int, n_conv: int) -> nn.Sequential:
@@ -78,11 +78,7 @@ class UDP(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
         x_in, size = pad_to_multiple(x, self.multiple)
-        h = x_in
-        if self.noise_channel:
-            if sigma is None:
-                raise ValueError("UDP(noise_channel=True) needs the noise level sigma")
-            h = torch.cat([x_in, noise_level_map(sigma, x_in)], dim=1)
+        h = with_noise_channel(x_in, sigma, self.noise_channel, "UDP")
         skips = []
         for block in self.enc:
             h = block(h)
