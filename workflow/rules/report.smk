@@ -8,6 +8,8 @@ rule tflops:
     threads: THREADS
     log:
         f"{OUT}/logs/tflops/{{task}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/tflops/{{task}}.tsv",
     shell:
         "{DPIR} tflops -q {CFGARG} --task {wildcards.task} > {log} 2>&1"
 

@@ -11,6 +11,8 @@ rule restore:
         gpu=1,
     log:
         f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.tsv",
     shell:
         "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
         "--method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"

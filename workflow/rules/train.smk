@@ -11,5 +11,7 @@ rule train:
         gpu=1,
     log:
         f"{OUT}/logs/train/{{network}}.log",
+    benchmark:
+        f"{OUT}/benchmarks/train/{{network}}.tsv",
     shell:
         "{DPIR} train -q {CFGARG} --network {wildcards.network} > {log} 2>&1"
