@@ -16,11 +16,23 @@ Loaders by architecture (the file layouts differ):
 - ``rrdb``: BasicSR/ESRGAN "new" key layout (``conv_first``, ``body.N.rdbM.convK``, ``conv_body``,
   ``conv_up1``, ``conv_hr``, ``conv_last``; or the older ``RRDB_trunk``/``trunk_conv``/``upconv``/``HRconv``
   names) is renamed to the sequential layout of spandrel's RRDBNet, then loaded strictly;
-- everything else (SwinIR, FFTformer, NAFNet, our own archs): :func:`dpir.nets.adapters.load_official`.
+- everything else: :func:`dpir.nets.adapters.load_official`, which takes a raw state dict or one under
+  ``params_ema`` / ``params`` / ``state_dict``, strips a DDP ``module.`` prefix and loads strictly.  This
+  covers SwinIR (``params``), FFTformer (the release file is a raw state dict, loaded strictly by the
+  official test script; spandrel's FFTformer has the official module tree, so the names match), NAFNet,
+  our own archs, and BSRT: the official code saves ``model.state_dict()`` raw (a ``module.`` prefix when
+  saved from DDP), and :class:`dpir.nets.burst.BSRT` at the official configuration names every official
+  parameter as the official code does (by construction; not checked against the real file, which is on
+  Google Drive only); the official ``attn_mask`` buffers are dropped (ours are recomputed, not saved).
+
+The BSRT release is one Google Drive file whose format is not documented ("all pretrained model weights"):
+if it is a zip archive of checkpoints rather than one torch checkpoint, :func:`check_single_checkpoint`
+stops with the member names, and the config's ``official:`` should name the unpacked BSRT-Small file.
 """
 from __future__ import annotations
 
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +103,21 @@ def rrdb_to_sequential(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 # --------------------------------------------------------------------------------------------
 
+def check_single_checkpoint(path: Path, where: str = "official") -> None:
+    """Refuse a zip archive of several files (a release bundle) with the names inside.  A torch
+    checkpoint is a zip too, but one that holds ``<name>/data.pkl``."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+    if any(n.endswith("data.pkl") for n in names):
+        return
+    ckpts = [n for n in names if n.endswith((".pth", ".pt", ".ckpt", ".safetensors"))]
+    shown = ", ".join((ckpts or names)[:8]) + (" ..." if len(ckpts or names) > 8 else "")
+    raise DpirError(f"{path} is a zip archive of {len(names)} files ({shown}), not one checkpoint: unpack it "
+                    f"and set config key {where!r} to the path of the checkpoint for this network")
+
+
 def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tuple[nn.Module, dict[str, Any]]:
     """Build ``arch`` and load the official file; returns the model and the complete constructor
     kwargs to store (for SRDiff the values read off the file are added)."""
@@ -130,6 +157,7 @@ def import_official(config: dict, network: str) -> Path:
         raise DpirError(f"network {network!r} has no `official:` key in the config: it is trained with "
                         f"`dpir train --network {network}`, not imported")
     path, source = resolve_official(str(spec), f"networks.{network}.official")
+    check_single_checkpoint(path, f"networks.{network}.official")
     model, kwargs = load_official_network(net_cfg["arch"], net_cfg.get("kwargs") or {}, path)
     out_dir = paths.network_dir(config, network)
     save_network(model, out_dir, net_cfg["arch"], kwargs, official_source=source, official_path=str(path),

@@ -23,6 +23,7 @@ from dpir.data.layouts import (
     read_png16,
     syntheticburst_val,
     write_png16,
+    zurich_raw2rgb,
 )
 from dpir.errors import DpirError
 
@@ -301,3 +302,38 @@ def test_meta_info_unpickler_refuses_code(tmp_path):
 def test_burst_sample_is_plain_data(tmp_path):
     s = BurstSample("0000", [tmp_path / "a.png"], tmp_path / "gt.png", tmp_path / "m.pkl")
     assert s.frames[0].name == "a.png" and s.id == "0000"
+
+
+def test_meta_info_to_json_keeps_every_value(tmp_path):
+    meta = {"rgb2cam": torch.tensor([[1.0, 0.1], [0.2, 0.3]]), "rgb_gain": torch.tensor(1.1),
+            "red_gain": np.float32(2.1), "blue_gain": 1.7, "levels": np.array([1e-4, 2e-4]), "gamma": True,
+            "nested": {"t": (torch.tensor(3), "x")}, "none": None}
+    out = layouts.meta_info_to_json(meta)
+    assert out == {"rgb2cam": [[1.0, float(np.float32(0.1))], [float(np.float32(0.2)), float(np.float32(0.3))]],
+                   "rgb_gain": float(np.float32(1.1)), "red_gain": float(np.float32(2.1)), "blue_gain": 1.7,
+                   "levels": [1e-4, 2e-4], "gamma": True, "nested": {"t": [3, "x"]}, "none": None}
+    import json
+    assert json.loads(json.dumps(out)) == out
+    with pytest.raises(DpirError, match=r"m\.pkl: metadata key 'bad' holds a set"):
+        layouts.meta_info_to_json({"bad": {1}}, tmp_path / "m.pkl")
+
+
+# ------------------------------------------------------------------------------------ Zurich RAW-to-RGB
+
+def test_zurich_layout(tmp_path):
+    root = tmp_path / "Zurich-RAW-to-DSLR-Dataset"
+    for n in ("2", "10", "0", "1"):
+        png(root / "train" / "canon" / f"{n}.png")          # other files are ignored
+        (root / "train" / "canon" / f"{n}.jpg").write_bytes(b"jpg")
+    (root / "train" / "huawei_raw").mkdir()
+    pairs = zurich_raw2rgb(tmp_path)
+    assert [p.id for p in pairs] == ["0", "1", "2", "10"]
+    assert pairs[3] == Pair("10", None, root / "train/canon/10.jpg")
+    assert zurich_raw2rgb(root) == pairs
+    with pytest.raises(DpirError, match=r"test/canon does not exist.*dpir fetch zurich_raw2rgb"):
+        zurich_raw2rgb(tmp_path, "test")
+    (root / "test" / "canon").mkdir(parents=True)
+    with pytest.raises(DpirError, match="no JPG images"):
+        zurich_raw2rgb(tmp_path, "test")
+    with pytest.raises(DpirError, match="split"):
+        zurich_raw2rgb(tmp_path, "valid")

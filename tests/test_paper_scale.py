@@ -236,8 +236,10 @@ def test_paper_kinds_errors(tmp_path):
     from dpir.data.paper import source_images
     from dpir.data.prepare import _source_images
 
-    with pytest.raises(DpirError, match="burst synthesis"):
-        source_images({"kind": "syntheticburst"}, "test")
+    with pytest.raises(DpirError, match="test set of burst tasks only"):
+        source_images({"kind": "syntheticburst"}, "test", {"kind": "sr", "scale": 4})
+    with pytest.raises(DpirError, match="not a paper dataset"):
+        source_images({"kind": "bundled"}, "test")
     with pytest.raises(DpirError, match="path .* is not a folder"):
         source_images({"kind": "gopro", "path": str(tmp_path / "missing")}, "test")
     _div2k(tmp_path)       # prepare's paper branch hands over to dpir.data.paper
@@ -299,15 +301,22 @@ def test_paper_yaml_comments_cite_every_hyperparameter():
 
 
 def test_paper_dry_run_imports_official_and_trains_the_rest(tmp_path):
+    """Job counts of the paper DAG without the ablations (their own tests); tests/test_paper_tasks.py checks
+    the deblurring and burst jobs one by one."""
+    (tmp_path / "noabl.yaml").write_text(yaml.safe_dump({"run_ablations": False}))
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
-                        "--configfile", str(ROOT / "config" / "paper.yaml"), "-n", "--cores", "2", "-q", "rules"],
-                       capture_output=True, text=True, check=False, timeout=120)
+                        "--configfile", str(ROOT / "config" / "paper.yaml"), str(tmp_path / "noabl.yaml"),
+                        "-n", "--cores", "2", "-q", "rules"], capture_output=True, text=True, check=False, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     plan = r.stdout + r.stderr
     counts = {m[0]: int(m[1]) for line in plan.splitlines() if len(m := line.split()) == 2 and m[1].isdigit()}
-    assert counts["import_official"] == 2 and counts["train"] == 7 and counts["prepare"] == 1
-    # 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full x 1 seed
-    assert counts["restore"] == 3 + 5 * 3 + 1
+    # imported: swinir_sr, rrdb_sr, fftformer_deblur, bsrt_burst.  Trained: 7 for SR, 5 for deblurring
+    # (nafnet, fusion, indi, diffir s1/s2), 1 for bursts (fusion).  Prepared: div2k; gopro, hide;
+    # syntheticburst, zurich
+    assert (counts["import_official"], counts["train"], counts["prepare"]) == (4, 7 + 5 + 1, 1 + 2 + 2)
+    # SR: 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full x 1;
+    # deblur: 2 datasets x (3 deterministic + 3 stochastic x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
+    assert counts["restore"] == (3 + 5 * 3 + 1) + 2 * (3 + 3 * 3) + (2 + 3)
 
 
 # ------------------------------------------------------------------------------------------- shards

@@ -10,9 +10,12 @@ missing counterpart is a :class:`DpirError` naming the file.
                  Restormer:   <root>/test/HIDE/{input,target}/<name>.png
     SyntheticBurst validation (Bhat et al., "Deep Burst Super-Resolution", CVPR 2021):
                  <root>/bursts/<XXXX>/im_raw_<YY>.png, <root>/gt/<XXXX>/{im_rgb.png, meta_info.pkl}
+    Zurich RAW-to-RGB Canon images (Ignatov et al. 2020; the burst training source of Bhat et al.):
+                 <root>/<train|test>/canon/<n>.jpg
 
-For GoPro, HIDE and SyntheticBurst the root may also be the folder that holds the unpacked top-level
-folder (GOPRO_Large, HIDE_dataset, SyntheticBurstVal): the loaders step into it.
+For GoPro, HIDE, SyntheticBurst and Zurich the root may also be the folder that holds the unpacked
+top-level folder (GOPRO_Large, HIDE_dataset, SyntheticBurstVal, zurich-raw-to-rgb or
+Zurich-RAW-to-DSLR-Dataset): the loaders step into it.
 
 SyntheticBurst stores 16-bit multi-channel PNGs, which Pillow (and so imageio/skimage) silently
 reduces to 8 bits; :func:`read_png16` is a small exact PNG decoder (numpy + zlib) for them.
@@ -225,6 +228,56 @@ def read_burst(sample: BurstSample) -> tuple[torch.Tensor, torch.Tensor, dict[st
     x = torch.from_numpy(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2) / BURST_SCALE
     y = torch.from_numpy(gt.astype(np.float32)).permute(2, 0, 1) / BURST_SCALE
     return x.contiguous(), y.contiguous(), meta
+
+
+def meta_info_to_json(meta: dict[str, Any], source: str | Path = "meta_info") -> dict[str, Any]:
+    """The official metadata (torch tensors, numpy arrays and scalars inside) as plain JSON values:
+    tensors and arrays become nested lists, 0-d ones and numpy scalars numbers.  Float32 values are
+    kept exactly (a Python float holds every float32), so the ISP computes the same sRGB from either."""
+    def plain(v: Any, key: str) -> Any:
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().tolist()
+        if isinstance(v, np.ndarray):
+            return v.tolist()
+        if isinstance(v, np.generic):
+            return v.item()
+        if isinstance(v, dict):
+            return {str(k): plain(x, f"{key}.{k}") for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x, key) for x in v]
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        raise DpirError(f"{source}: metadata key {key!r} holds a {type(v).__name__}, which has no JSON form")
+
+    return {str(k): plain(v, str(k)) for k, v in meta.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Zurich RAW-to-RGB (Canon JPGs): sRGB images from which training bursts are synthesised
+
+ZURICH_FOLDERS = ("zurich-raw-to-rgb", "Zurich-RAW-to-DSLR-Dataset")
+
+
+def _numeric_first(p: Path) -> tuple:
+    # 0.jpg .. 46838.jpg: numeric order, so ids follow the official image_list order
+    return (0, int(p.stem), "") if p.stem.isdigit() else (1, 0, p.stem)
+
+
+def zurich_raw2rgb(root: str | Path, split: Literal["train", "test"] = "train") -> list[Pair]:
+    """The Canon JPGs of one split (``Pair.lq`` is None: the burst is synthesised from ``gt``), in
+    numeric order of the file names; ids are the file stems."""
+    if split not in ("train", "test"):
+        raise DpirError(f"Zurich RAW-to-RGB split must be 'train' or 'test', not {split!r}")
+    root = Path(root)
+    for name in ZURICH_FOLDERS:
+        root = _step_into(root, name)
+    canon = _need_dir(root / split / "canon", "Zurich RAW-to-RGB canon",
+                      f"expected <root>/{split}/canon/<n>.jpg; run `dpir fetch zurich_raw2rgb`")
+    jpgs = sorted((p for p in canon.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg")),
+                  key=_numeric_first)
+    if not jpgs:
+        raise DpirError(f"no JPG images in {canon}: re-extract zurich-raw-to-rgb.zip")
+    return [Pair(p.stem, None, p) for p in jpgs]
 
 
 # --------------------------------------------------------------------------------------------

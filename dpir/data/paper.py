@@ -1,41 +1,61 @@
-"""The paper's datasets as sources for ``dpir prepare`` (DIV2K, GoPro, HIDE).
+"""The paper's datasets as sources for ``dpir prepare`` (DIV2K, GoPro, HIDE, SyntheticBurst, Zurich).
 
 ``source_images(ds_cfg, split, task_cfg)`` lists ``(id, loader)`` pairs of one split, like the
 bundled and folder kinds, but each loader returns a triple::
 
     (gt, notes, lq)    gt (3, H, W) float32 in [0, 1]; notes: list of conversion notes;
-                       lq (3, h, w) float32 in [0, 1], or None when the harness makes lq itself
+                       lq (3, h, w) float32 in [0, 1], or None when the harness makes lq itself,
+                       or a :class:`RawBurst` (SyntheticBurst: gt is then the LINEAR camera RGB target)
 
 ``lq`` is the dataset's own degraded image: DIV2K's official MATLAB-bicubic LR when the dataset
 config says ``lr: official`` (``regenerate``, the default, gives None and prepare degrades gt with
 the task's bicubic), and always the real blurred frame for GoPro and HIDE (deblurring data cannot
-be regenerated).
+be regenerated).  SyntheticBurst gives its official RAW bursts (Bhat et al., CVPR 2021), which
+prepare stores as they are instead of synthesising new ones; Zurich RAW-to-RGB gives sRGB JPGs
+(None), from which burst training synthesises bursts on the fly (:func:`dpir.tasks.train_degradation`).
 
 Where the files are: ``path`` of the dataset config (the root that holds every split;
 ``train_path`` overrides it for the train split) when given, used as is; otherwise the folder
 :func:`dpir.fetch.fetch` unpacks the registry entries into (DIV2K: ``div2k_<valid|train>_hr`` and,
-for official LR, ``div2k_<valid|train>_lr_x4``; GoPro: ``gopro``; HIDE: ``hide``), which also
-verifies pre-staged archives and downloads missing ones.
+for official LR, ``div2k_<valid|train>_lr_x4``; GoPro: ``gopro``; HIDE: ``hide``; SyntheticBurst:
+``syntheticburst_val``; Zurich: ``zurich_raw2rgb``), which also verifies pre-staged archives and
+downloads missing ones.
 
-Splits: prepare's ``test`` is DIV2K ``valid`` (or the config's ``split``), GoPro ``test`` and HIDE's
-test set; ``train`` is DIV2K ``train`` and GoPro ``train``; HIDE has no training split (its models
-train on GoPro) and gives an empty list.  Ids containing ``/`` (GoPro ``<scene>/<frame>``, HIDE
-``<subset>/<name>``) are flattened to ``<scene>__<frame>``: every stage writes ``<id>.png`` into one
-folder.
+Splits: prepare's ``test`` is DIV2K ``valid`` (or the config's ``split``), GoPro ``test``, HIDE's
+test set and the 300 SyntheticBurst validation bursts; ``train`` is DIV2K ``train``, GoPro ``train``
+and the 46,839 Zurich ``train/canon`` JPGs.  HIDE and SyntheticBurst have no training split (their
+models train on GoPro and Zurich) and give an empty list; Zurich is a training source only
+(:data:`TRAIN_ONLY_KINDS`): its test split is empty.  Ids containing ``/`` (GoPro
+``<scene>/<frame>``, HIDE ``<subset>/<name>``) are flattened to ``<scene>__<frame>``: every stage
+writes ``<id>.png`` into one folder.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from dpir.data.images import read_image
-from dpir.data.layouts import Pair, div2k_pairs, gopro_pairs, hide_pairs
+from dpir.data.layouts import Pair, div2k_pairs, gopro_pairs, hide_pairs, zurich_raw2rgb
 from dpir.errors import DpirError
 
-Loader = Callable[[], tuple[torch.Tensor, list[str], "torch.Tensor | None"]]
-PAPER_KINDS = ("div2k", "gopro", "hide", "syntheticburst")
+Loader = Callable[[], tuple[torch.Tensor, list[str], "torch.Tensor | RawBurst | None"]]
+PAPER_KINDS = ("div2k", "gopro", "hide", "syntheticburst", "zurich")
+#: kinds with a train split only: prepare accepts their empty test split
+TRAIN_ONLY_KINDS = ("zurich",)
+#: the SyntheticBurst validation bursts hold 14 frames
+SYNTHETICBURST_FRAMES = 14
+
+
+@dataclass(frozen=True)
+class RawBurst:
+    """An official RAW burst: packed RGGB frames (N, 4, h, w) in [0, 1] and its metadata as plain JSON
+    values (:func:`dpir.data.layouts.meta_info_to_json`), ready for :func:`dpir.data.burst.write_burst`."""
+    frames: torch.Tensor
+    meta: dict[str, Any]
 #: the only DIV2K LR scale in the fetch registry (div2k_*_lr_x4); used when no task config is given
 DIV2K_DEFAULT_SCALE = 4
 
@@ -102,7 +122,43 @@ def source_images(ds_cfg: dict, split: str, task_cfg: dict | None = None) -> lis
             return []
         return _items(hide_pairs(_root(ds_cfg, split, ["hide"])), True)
     if kind == "syntheticburst":
-        raise DpirError("dataset kind 'syntheticburst' is the burst task's data: it is prepared by the burst "
-                        "synthesis code, not by this loader")
+        return _syntheticburst(ds_cfg, split, task_cfg)
+    if kind == "zurich":
+        if split == "test":
+            return []
+        return _items(zurich_raw2rgb(_root(ds_cfg, split, ["zurich_raw2rgb"]), "train"), False)
     raise DpirError(f"dataset kind {kind!r} is not a paper dataset (paper kinds: {', '.join(PAPER_KINDS)})")
 
+
+
+def _syntheticburst(ds_cfg: dict, split: str, task_cfg: dict | None) -> list[tuple[str, Loader]]:
+    """The official validation bursts, first ``degradation.burst_size`` frames of each (all 14 by default)."""
+    from dpir.data.layouts import meta_info_to_json, read_burst, syntheticburst_val
+    from dpir.tasks import burst_settings, output_scale
+
+    task_cfg = task_cfg or {"kind": "burst", "scale": 4}
+    if task_cfg.get("kind") != "burst":
+        raise DpirError(f"dataset kind 'syntheticburst' holds RAW bursts: it is a test set of burst tasks only, "
+                        f"not of a {task_cfg.get('kind')!r} task; list it under a burst task's test_datasets")
+    if split == "train":
+        return []       # a validation set: burst networks train on bursts synthesised from Zurich RAW-to-RGB
+    if ds_cfg.get("test_crop"):
+        raise DpirError("dataset kind 'syntheticburst': test_crop does not apply to the official bursts "
+                        "(48x48 frames, 384x384 targets); drop the dataset's `test_crop`")
+    if output_scale(task_cfg) != 8:
+        raise DpirError(f"dataset kind 'syntheticburst' has 384x384 targets for 48x48 frames (8x: RGGB packing x "
+                        f"scale 4); the task's scale {task_cfg.get('scale')} does not fit: set `scale: 4`")
+    n = burst_settings(task_cfg)[0]
+    if n > SYNTHETICBURST_FRAMES:
+        raise DpirError(f"degradation.burst_size {n} exceeds the {SYNTHETICBURST_FRAMES} frames of a "
+                        f"SyntheticBurst validation burst; set it to at most {SYNTHETICBURST_FRAMES}")
+
+    def loader(sample) -> Loader:
+        def load():
+            frames, gt_linear, meta = read_burst(sample)
+            meta.pop("burst_name", None)      # added by the reader, not part of the file
+            return gt_linear, [], RawBurst(frames, meta_info_to_json(meta, sample.meta))
+        return load
+
+    samples = syntheticburst_val(_root(ds_cfg, split, ["syntheticburst_val"]), n)
+    return [(s.id, loader(s)) for s in samples]

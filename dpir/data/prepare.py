@@ -6,6 +6,8 @@
 
 The burst task stores RAW bursts instead of ``lq/`` (test split: ``<split>/burst/`` in the SyntheticBurst
 layout, ``gt/<id>.png`` the sRGB target; train split: ``gt/`` only), see :func:`dpir.tasks.prepare_burst_image`.
+The official SyntheticBurst validation bursts (dataset kind ``syntheticburst``) are stored as they are, in
+the same layout (:func:`write_official_burst`), so restore and score treat both alike.
 
 Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every conversion and skip,
 and the report repeats them.  The manifest is written last and atomically, so a folder without a
@@ -25,7 +27,8 @@ from dpir import paths
 from dpir.checkpoint import atomic_write_text
 from dpir.data import bundled
 from dpir.data.degrade import mod_crop
-from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float
+from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
+from dpir.data.paper import TRAIN_ONLY_KINDS, RawBurst
 from dpir.errors import DpirError, UnknownNameError
 from dpir.tasks import observe, prepare_burst_image, write_pair
 
@@ -58,11 +61,29 @@ def _source_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]
             notes: list[str] = []
             return read_image(p, notes), notes, None
         return [(p.stem, (lambda p=p: load_file(p))) for p in list_images(ds[key])]
-    if kind in ("div2k", "gopro", "hide", "syntheticburst"):
+    if kind in ("div2k", "gopro", "hide", "syntheticburst", "zurich"):
         from dpir.data.paper import source_images
 
         return source_images(ds, split, task)
     raise DpirError(f"unknown dataset kind {kind!r}")
+
+
+def write_official_burst(split_dir: Path, image_id: str, frames: torch.Tensor, gt_linear: torch.Tensor,
+                         meta: dict) -> tuple[list[int], list[str]]:
+    """Store one official RAW burst as :func:`dpir.tasks.prepare_burst_image` stores a synthetic one:
+    ``burst/`` in the SyntheticBurst layout (meta as JSON) and ``gt/<id>.png`` = the burst's forward ISP
+    of its linear target, the sRGB image every method is scored against.  Returns (gt size, notes)."""
+    from dpir.data.burst import process_linear_to_srgb, write_burst
+
+    notes = []
+    # the files hold value * 2^14 in uint16, so values up to 4 are representable; SyntheticBurst's
+    # are clipped to [0, 1] by its generator, and write_burst clips too: say so if that ever bites
+    over = [name for name, x in (("frames", frames), ("target", gt_linear)) if float(x.max()) > 1.0]
+    if over:
+        notes.append(f"{' and '.join(over)} above 1.0 clipped to 1.0 (values * 2^14 > 16384 in the source)")
+    write_burst(split_dir / "burst", image_id, frames, gt_linear, meta)
+    write_png(split_dir / "gt" / f"{image_id}.png", process_linear_to_srgb(gt_linear, meta))
+    return [int(gt_linear.shape[-2]), int(gt_linear.shape[-1])], notes
 
 
 def _from_array(arr, source: str):
@@ -99,8 +120,12 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
                 continue
             if task["kind"] == "burst":  # RAW bursts: their own crop, synthesis and layout (dpir.tasks)
                 try:
-                    size, burst_notes = prepare_burst_image(tmp_dir, image_id, torch.round(gt * 255) / 255, task,
-                                                            split, ds.get("test_crop") if split == "test" else None)
+                    if isinstance(lq, RawBurst):    # official bursts: stored as they are, gt stays linear
+                        size, burst_notes = write_official_burst(tmp_dir, image_id, lq.frames, gt, lq.meta)
+                    else:
+                        size, burst_notes = prepare_burst_image(tmp_dir, image_id, torch.round(gt * 255) / 255,
+                                                                task, split,
+                                                                ds.get("test_crop") if split == "test" else None)
                 except DpirError as e:
                     warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
                     manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
@@ -142,7 +167,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
         else:
             shutil.rmtree(tmp_dir, ignore_errors=True)
         manifest["splits"][split] = {"ids": ids, "sizes": sizes}
-    if not manifest["splits"].get("test", {}).get("ids") and "test" in splits:
+    if not manifest["splits"].get("test", {}).get("ids") and "test" in splits and ds["kind"] not in TRAIN_ONLY_KINDS:
         raise DpirError(f"dataset {dataset_name!r} has no usable test image; check its path and the warnings above")
     atomic_write_text(paths.manifest(config, task_name, dataset_name), json.dumps(manifest, indent=2))
     return manifest
