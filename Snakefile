@@ -22,6 +22,7 @@ localrules:
     prepare,
     score,
     report,
+    ablations,
 
 
 rule all:

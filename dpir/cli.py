@@ -92,6 +92,13 @@ def cmd_report(args):
     print(f"wrote {render_report(cfg)}")
 
 
+def cmd_ablations(args):
+    from dpir.report.ablations import write_ablations_report
+
+    cfg = _config(args)
+    print(f"wrote {write_ablations_report(cfg)}")
+
+
 def cmd_tflops(args):
     from dpir.report.tflops import write_tflops
 
@@ -173,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--height", type=int, default=720)
     sp.add_argument("--out", help="output folder (default <out>/cost)")
     add("report", cmd_report, "render tables, figures and report.md from the results JSON files")
+    add("ablations", cmd_ablations, "render the paper's ablation tables (config `ablations.tables`) into "
+        "<out>/ablations.md and <out>/ablations/")
     sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
     sp.add_argument("names", nargs="*")
     sp.add_argument("--list", action="store_true")

@@ -110,10 +110,47 @@ def _check_references(config: dict) -> None:
                 raise DpirError(f"config key 'tasks.{tname}.test_datasets' names dataset {ds!r}, which is not "
                                 f"defined under 'datasets' (defined: {', '.join(sorted(datasets))})")
         for mname, m in task["methods"].items():
+            if m["kind"] == "published":
+                _check_published(f"tasks.{tname}.methods.{mname}", m, task)
             for key in ("network", "ir", "denoiser", "fusion"):
                 if key in m and m[key] not in networks:
                     err = UnknownNameError("network", m[key], networks)
                     raise DpirError(f"config key 'tasks.{tname}.methods.{mname}.{key}': {err}")
+    abl = config.get("ablations") or {}
+    for tname, methods in (abl.get("methods") or {}).items():
+        if tname not in config["tasks"]:
+            raise DpirError(f"config key 'ablations.methods.{tname}' names task {tname!r}, which is not defined")
+        for mname, m in methods.items():
+            if mname in config["tasks"][tname]["methods"]:
+                raise DpirError(f"config key 'ablations.methods.{tname}.{mname}': the task already has a method "
+                                f"{mname!r}; list it in the table's rows instead of redefining it")
+            for key in ("network", "ir", "denoiser", "fusion"):
+                if key in m and m[key] not in networks:
+                    err = UnknownNameError("network", m[key], networks)
+                    raise DpirError(f"config key 'ablations.methods.{tname}.{mname}.{key}': {err}")
+    for aname, table in (abl.get("tables") or {}).items():
+        where = f"ablations.tables.{aname}"
+        if table["task"] not in config["tasks"]:
+            raise DpirError(f"config key '{where}.task' names task {table['task']!r}, which is not defined")
+        task = config["tasks"][table["task"]]
+        if table.get("dataset") and table["dataset"] not in task["test_datasets"]:
+            raise DpirError(f"config key '{where}.dataset': {table['dataset']!r} is not a test dataset of task "
+                            f"{table['task']!r} ({', '.join(task['test_datasets'])})")
+        known = {**task["methods"], **((abl.get("methods") or {}).get(table["task"]) or {})}
+        for row in table.get("rows", []):
+            if row not in known:
+                err = UnknownNameError(f"method of task {table['task']!r} or ablations.methods.{table['task']}", row, known)
+                raise DpirError(f"config key '{where}.rows': {err}")
+        for i, e in enumerate(table.get("expect") or []):
+            for k in ("row", "vs"):
+                if e.get(k) and e[k] not in table.get("rows", []):
+                    raise DpirError(f"config key '{where}.expect[{i}].{k}': {e[k]!r} is not one of the table's rows")
+            if not e.get("trend") and not (e.get("row") and e.get("vs")):
+                raise DpirError(f"config key '{where}.expect[{i}]' needs either `trend` or both `row` and `vs`")
+        if table.get("reference") and table["reference"] not in table.get("rows", []):
+            raise DpirError(f"config key '{where}.reference': {table['reference']!r} is not one of the table's rows")
+        if table["kind"] in ("rows", "tau_sweep", "training_cost", "flops") and not table.get("rows"):
+            raise DpirError(f"config key '{where}.rows' is required for an ablation table of kind {table['kind']!r}")
     for nname, net in networks.items():
         if "task" in net and net["task"] not in config["tasks"]:
             raise DpirError(f"config key 'networks.{nname}.task' names task {net['task']!r}, which is not defined")
@@ -124,6 +161,28 @@ def _check_references(config: dict) -> None:
     for t in config.get("enabled_tasks", []) or []:
         if t not in config["tasks"]:
             raise DpirError(f"config key 'enabled_tasks' names task {t!r}, which is not defined")
+
+
+def _check_published(where: str, m: dict, task: dict) -> None:
+    """A row of scores copied from a paper: a citation and numbers per test dataset and metric preset."""
+    from dpir.metrics import METRICS
+
+    if not isinstance(m.get("source"), str) or not m["source"].strip():
+        raise DpirError(f"config key '{where}.source': a published-scores row must cite its paper and table")
+    scores = m.get("scores")
+    if not isinstance(scores, dict) or not scores:
+        raise DpirError(f"config key '{where}.scores': give {{dataset: {{metric: value}}}} for a published-scores row")
+    for ds, vals in scores.items():
+        if ds not in task["test_datasets"]:
+            raise DpirError(f"config key '{where}.scores.{ds}': {ds!r} is not a test dataset of the task "
+                            f"({', '.join(task['test_datasets'])})")
+        if not isinstance(vals, dict):
+            raise DpirError(f"config key '{where}.scores.{ds}' must map metric presets to numbers")
+        for metric, v in vals.items():
+            if metric not in METRICS:
+                raise UnknownNameError("metric preset", metric, METRICS)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise DpirError(f"config key '{where}.scores.{ds}.{metric}' must be a number, got {v!r}")
 
 
 def load_config(paths: str | Path | Iterable[str | Path], overrides: Mapping | None = None) -> dict:
@@ -152,11 +211,34 @@ def task_config(config: dict, task: str) -> dict:
     return config["tasks"][task]
 
 
+def ablation_methods(config: dict, task: str) -> dict:
+    """Methods restored only for the ablation tables (``ablations.methods.<task>``)."""
+    return ((config.get("ablations") or {}).get("methods") or {}).get(task) or {}
+
+
+def all_methods(config: dict, task: str) -> dict:
+    """The task's table methods followed by its ablation-only methods (names never collide: checked)."""
+    return {**task_config(config, task)["methods"], **ablation_methods(config, task)}
+
+
 def method_config(config: dict, task: str, method: str) -> dict:
-    methods = task_config(config, task)["methods"]
+    methods = all_methods(config, task)
     if method not in methods:
         raise UnknownNameError(f"method of task {task!r}", method, methods)
     return methods[method]
+
+
+def ablation_tables(config: dict) -> dict:
+    """The ablation tables whose task is enabled, or {} when ``run_ablations`` is false."""
+    if not config.get("run_ablations", True):
+        return {}
+    tables = (config.get("ablations") or {}).get("tables") or {}
+    on = set(enabled_tasks(config))
+    return {name: t for name, t in tables.items() if t["task"] in on}
+
+
+def ablation_dataset(config: dict, table: dict) -> str:
+    return table.get("dataset") or config["tasks"][table["task"]]["test_datasets"][0]
 
 
 def network_config(config: dict, name: str) -> dict:

@@ -77,7 +77,7 @@ def main() -> None:
     from dpir.config import load_config
 
     cfg = load_config(args.config)
-    methods = args.methods or list(cfg["tasks"][args.task]["methods"])
+    methods = args.methods or [m for m, mc in cfg["tasks"][args.task]["methods"].items() if mc["kind"] != "published"]
     rows = []
     for m in methods:
         cmd = [sys.executable, __file__, "--task", args.task, "--one", m, "--reps", str(args.reps),

@@ -121,7 +121,7 @@ def _stage(cmd: str, deps: list[str], params: list, outs: list[str], **extra) ->
 
 
 def build(config_paths: list[str]) -> dict:
-    from dpir.config import enabled_tasks, load_config, read_yaml
+    from dpir.config import ablation_methods, ablation_tables, enabled_tasks, load_config, method_config, read_yaml
     from dpir.methods import METHODS, networks_of, seeds_of
     from dpir.nets import ARCHS
     from dpir.report.report import table_name
@@ -160,10 +160,17 @@ def build(config_paths: list[str]) -> dict:
         train = cfg["networks"][n].get("train") or {}
         return [v for v in train.values() if isinstance(v, str) and v in cfg["networks"] and v != n]
 
-    methods = [(t, m) for t in enabled_tasks(cfg) for m in cfg["tasks"][t]["methods"]]
+    methods = [(t, m) for t in enabled_tasks(cfg) for m, mc in cfg["tasks"][t]["methods"].items()
+               if mc["kind"] != "published"]   # rows of copied scores never run
+    # ablation-only methods (ablations.methods.<task>) that an enabled ablation table names
+    abl_rows = {(spec["task"], r) for spec in ablation_tables(cfg).values() for r in spec.get("rows", [])}
+    methods += [(t, m) for t, m in sorted(abl_rows) if m in ablation_methods(cfg, t)]
+
+    def mkey(t, m):
+        return f"ablations.methods.{t}.{m}" if m in ablation_methods(cfg, t) else f"tasks.{t}.methods.{m}"
     needed: list[str] = []
     for t, m in methods:
-        for n in networks_of(cfg["tasks"][t]["methods"][m]):
+        for n in networks_of(method_config(cfg, t, m)):
             stack = [n]
             while stack:
                 x = stack.pop()
@@ -190,7 +197,7 @@ def build(config_paths: list[str]) -> dict:
                                       [f"{out}/networks/{n}"])
     score_dirs = []
     for t, m in methods:
-        tcfg, mcfg = cfg["tasks"][t], cfg["tasks"][t]["methods"][m]
+        tcfg, mcfg = cfg["tasks"][t], method_config(cfg, t, m)
         scores = [f"{out}/scores/{t}/{ds}/{m}/seed{s}.json" for ds in tcfg["test_datasets"] for s in seeds_of(mcfg, tcfg)]
         nets = networks_of(mcfg)
         deps = common + ["workflow/rules/restore.smk", "workflow/rules/shard.smk"] + \
@@ -201,14 +208,16 @@ def build(config_paths: list[str]) -> dict:
         score_dirs += [o for o in outs if f"{out}/scores/" in o]
         stages[f"{t}_{m}"] = _stage(
             smk(" ".join(scores), "--forcerun restore restore_shard merge_shards score"),
-            deps, _params(raw, [f"tasks.{t}.methods.{m}", f"tasks.{t}.scale", f"tasks.{t}.metrics",
+            deps, _params(raw, [mkey(t, m), f"tasks.{t}.scale", f"tasks.{t}.metrics",
                                 f"tasks.{t}.crop_border", f"tasks.{t}.seeds"]), outs)
     tables = [table_name(t, ds) for t in enabled_tasks(cfg) for ds in cfg["tasks"][t]["test_datasets"]]
     report = _stage(
         smk(f"{out}/report.md", "--forcerun report") + f" && python scripts/gen_dvc.py metrics {out}/tables {out}/metrics.json",
-        common + ["workflow/rules/report.smk", "scripts/gen_dvc.py"] + closure(["dpir.report.report"]) + score_dirs,
-        _params(raw, ["report", "description", "enabled_tasks"]),
-        [f"{out}/report.md"] + [f"{out}/tables/{n}.md" for n in tables])
+        common + ["workflow/rules/report.smk", "scripts/gen_dvc.py"]
+        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.report.tflops"]) + score_dirs,
+        _params(raw, ["report", "description", "enabled_tasks", "run_ablations", "ablations"]),
+        [f"{out}/report.md"] + [f"{out}/tables/{n}.md" for n in tables]
+        + ([f"{out}/ablations"] if ablation_tables(cfg) else []))
     report["metrics"] = [{f"{out}/metrics.json": {"cache": False, "persist": True}}]
     report["plots"] = [{f"{out}/tables/{n}.csv": {"cache": False, "persist": True, "x": "method",
                                                     "y": _plot_metric(cfg, n), "template": "bar_horizontal"}}

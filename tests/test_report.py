@@ -55,3 +55,46 @@ def test_cost_ratios():
     t = cost_table(recs, "ref", "c", "C", ["ref", "x"])
     assert t.rows[1]["× ref"] == "3.00" and t.rows[1]["× ref "] == "0.50"
     assert cost_table(recs, "absent", "c", "C", ["x"]) is None
+
+
+def test_published_row_is_marked_and_never_runs(tmp_path):
+    from dpir.config import validate_config
+    from dpir.errors import DpirError
+    from dpir.methods import build_method, seeds_of
+    from dpir.report.tables import published_record
+    from helpers import base_config
+
+    cfg = base_config(tmp_path)
+    pub = {"kind": "published", "label": "DvSR", "source": "Whang et al. CVPR 2022, Table 1",
+           "scores": {"bundled": {"psnr_rgb": 31.66, "ssim_rgb": 0.948}}}
+    cfg["tasks"]["deblur"]["methods"]["dvsr"] = pub
+    cfg = validate_config(cfg)
+    assert seeds_of(pub, cfg["tasks"]["deblur"]) == []          # no restore/score job is ever made
+    with pytest.raises(DpirError, match="copied from its paper, never restored"):
+        build_method(pub, None)
+    recs = [record("m", 0, [30.0, 32.0]), published_record("dvsr", pub, "bundled")]
+    assert published_record("dvsr", pub, "other") is None        # no numbers for a dataset: row omitted
+    t = build_table(recs, "deblur_x", "T", ["psnr_rgb", "psnr_y"], ["m", "dvsr"])
+    row = t.rows[1]
+    assert row["Method"].startswith("*DvSR* (published)[^deblur-x-")
+    assert row["psnr_rgb ↑"] == "31.66" and row["psnr_y ↑"] == "—" and row["NFE"] == "—"
+    assert "scores copied from Whang et al. CVPR 2022, Table 1, not measured by this harness" in t.markdown()
+    assert t.numeric[1]["published"] and t.numeric[1]["psnr_rgb"] == 31.66
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"source": ""}, r"methods\.dvsr\.source.*must cite"),
+    ({"scores": {"nope": {"psnr_rgb": 1.0}}}, r"scores\.nope.*not a test dataset"),
+    ({"scores": {"bundled": {"psnr_rgbb": 1.0}}}, r"unknown metric preset 'psnr_rgbb'.*Did you mean 'psnr_rgb'"),
+    ({"scores": {"bundled": {"psnr_rgb": "31.6 dB"}}}, r"scores\.bundled\.psnr_rgb' must be a number"),
+])
+def test_published_row_config_errors(tmp_path, bad, match):
+    from dpir.config import validate_config
+    from dpir.errors import DpirError
+    from helpers import base_config
+
+    cfg = base_config(tmp_path)
+    cfg["tasks"]["deblur"]["methods"]["dvsr"] = {"kind": "published", "label": "DvSR", "source": "paper",
+                                                 "scores": {"bundled": {"psnr_rgb": 31.66}}, **bad}
+    with pytest.raises(DpirError, match=match):
+        validate_config(cfg)

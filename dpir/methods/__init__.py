@@ -2,6 +2,10 @@
 
 A config names method instances under ``tasks.<task>.methods``; each has a ``kind`` from this
 table.  Deterministic kinds run on the first seed only (more seeds would repeat the same numbers).
+
+Kind ``published`` is not a method but a table row of scores copied from a paper (``source``,
+``scores: {dataset: {metric: value}}``) for methods without public code; it never runs, and the report
+marks it as copied.
 """
 from __future__ import annotations
 
@@ -19,9 +23,19 @@ METHODS: dict[str, str] = {
 }
 
 DETERMINISTIC_KINDS = {"bicubic", "backbone", "burst_bicubic"}
+PUBLISHED = "published"
+
+
+def is_published(method_cfg: dict) -> bool:
+    return method_cfg.get("kind") == PUBLISHED
 
 
 def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
+    if is_published(method_cfg):
+        from dpir.errors import DpirError
+
+        raise DpirError(f"method {method_cfg.get('label', '?')!r} is a row of published scores (kind 'published', "
+                        f"source: {method_cfg.get('source', '?')}): it is copied from its paper, never restored")
     factory = resolve(METHODS, "method kind", method_cfg["kind"])
     return factory(method_cfg, ctx)
 
@@ -32,5 +46,8 @@ def networks_of(method_cfg: dict) -> list[str]:
 
 
 def seeds_of(method_cfg: dict, task_cfg: dict) -> list[int]:
+    """Seeds a method runs with; none for a published-scores row (it never runs)."""
+    if is_published(method_cfg):
+        return []
     seeds = method_cfg.get("seeds") or task_cfg.get("seeds") or [0]
     return seeds[:1] if method_cfg["kind"] in DETERMINISTIC_KINDS else list(seeds)

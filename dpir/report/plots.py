@@ -18,7 +18,7 @@ def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: 
     palette = sns.color_palette("tab10", n_colors=max(3, len(rows)))
     for i, r in enumerate(rows):
         x, y = r.get(x_metric), r.get(y_metric)
-        if x is None or y is None:
+        if x is None or y is None or r.get("published"):   # copied scores: other protocol, not plotted
             continue
         ax.errorbar(x, y, xerr=r.get(f"{x_metric}_std") or 0, yerr=r.get(f"{y_metric}_std") or 0, fmt="o",
                     color=palette[i % len(palette)], capsize=3, label=f"{r['label']} (NFE {r['nfe']})")

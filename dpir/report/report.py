@@ -10,7 +10,7 @@ from dpir.checkpoint import atomic_write_text
 from dpir.config import config_hash, enabled_tasks
 from dpir.errors import DpirError
 from dpir.report.plots import perception_distortion
-from dpir.report.tables import Table, build_table
+from dpir.report.tables import Table, build_table, published_record
 from dpir.score import load_scores
 
 PERCEPTUAL_PREFERENCE = ["lpips_alex", "topiq_delta"]
@@ -30,6 +30,8 @@ def render_tables(config: dict) -> list[tuple[str, str, Table]]:
             recs = [r for r in records if r["dataset"] == ds and r["method"] in tcfg["methods"]]
             if not recs:
                 continue
+            recs += [p for name, mcfg in tcfg["methods"].items() if mcfg["kind"] == "published"
+                     if (p := published_record(name, mcfg, ds))]
             metrics = tcfg.get("metrics") or list(recs[0]["metrics"])
             title = f"{tcfg.get('title', task)} — dataset `{ds}`"
             t = build_table(recs, table_name(task, ds), title, metrics, list(tcfg["methods"]))
@@ -157,6 +159,10 @@ def render_report(config: dict) -> Path:
             rel = os.path.relpath(fig, report_path.parent)
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
                       f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
+    from dpir.report.ablations import ablation_tables, render_ablations
+
+    if ablation_tables(config):
+        parts += render_ablations(config, report_path.parent)
     data = _data_notes(config)
     if data:
         parts += ["## Data", "", *data, ""]

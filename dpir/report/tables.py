@@ -81,6 +81,31 @@ def method_order(records: list[dict], config_methods: list[str] | None) -> list[
     return seen
 
 
+def published_record(method: str, mcfg: dict, dataset: str) -> dict | None:
+    """A results-like record for a row of scores copied from a paper (method kind ``published``), or
+    None when the config gives no scores for ``dataset``."""
+    scores = (mcfg.get("scores") or {}).get(dataset)
+    if not scores:
+        return None
+    return {"method": method, "label": mcfg.get("label", method), "published": True, "source": mcfg["source"],
+            "scores": dict(scores), "seed": 0, "n_images": None}
+
+
+def _published_row(rec: dict, metrics: list[str], metric_cols: list[str], fn: "Footnotes") -> tuple[dict, dict]:
+    mark = fn.mark(f"{rec['label']}: scores copied from {rec['source']}, not measured by this harness (the method "
+                   "has no public code); its evaluation protocol may differ from ours.")
+    row = {"Method": f"*{rec['label']}* (published){mark}"}
+    num = {"method": rec["method"], "label": rec["label"], "published": True, "seeds": 0, "images": None}
+    for m, col in zip(metrics, metric_cols):
+        v = rec["scores"].get(m)
+        row[col] = _fmt(float(v), digits_for(m)) if v is not None else "—"
+        num[m] = float(v) if v is not None else None
+    for col in ("NFE", "Params total (M)", "Params trained (M)", "TFLOPs/img", "s/img", "images × seeds"):
+        row[col] = "—"
+    num.update(nfe=None, params_total=None, params_trained=None, tflops=None, seconds=None)
+    return row, num
+
+
 def build_table(records: list[dict], name: str, title: str, metrics: list[str],
                 method_names: list[str] | None = None, note_prefix: str = "") -> Table:
     """One row per method (seeds aggregated) for the records of one (task, dataset)."""
@@ -91,7 +116,7 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
     lower = {}
     conventions = {}
     for r in records:
-        for m, v in r["metrics"].items():
+        for m, v in (r.get("metrics") or {}).items():
             lower[m] = v["lower_better"]
             conventions[m] = v["convention"]
     metric_cols = [f"{m} {ARROW[lower.get(m, False)]}" for m in metrics]
@@ -101,6 +126,11 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
         runs = sorted(by_method[method], key=lambda r: r["seed"])
         first = runs[0]
         label = first["label"]
+        if first.get("published"):
+            row, num = _published_row(first, metrics, metric_cols, fn)
+            rows.append(row)
+            numeric.append(num)
+            continue
         row = {"Method": label}
         num = {"method": method, "label": label, "seeds": len(runs), "images": first["n_images"]}
         for m, col in zip(metrics, metric_cols):

@@ -70,6 +70,8 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
     rows = []
     cache: dict[tuple, dict[str, int]] = {}  # methods built from the same networks share per-call costs
     for name in methods or list(tcfg["methods"]):
+        if tcfg["methods"][name]["kind"] == "published":   # copied scores: nothing to measure
+            continue
         m, mcfg, _, device = build(config, task, name)
         if not m.nfe_groups() or tcfg["kind"] == "burst":
             continue

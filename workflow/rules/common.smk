@@ -7,7 +7,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from dpir import paths as P
-from dpir.config import config_hash, enabled_tasks, validate_config
+from dpir.config import ablation_dataset, ablation_tables, all_methods, config_hash, enabled_tasks, method_config, validate_config
 from dpir.errors import DpirError
 from dpir.methods import networks_of, seeds_of
 
@@ -65,5 +65,33 @@ def runs():
                     yield task, ds, method, seed
 
 
+def ablation_runs():
+    """Every (task, dataset, method, seed) the ablation tables read (some are main-table runs too)."""
+    seen = set()
+    for spec in ablation_tables(CFG).values():
+        if spec["kind"] not in ("rows", "tau_sweep", "flops"):
+            continue
+        task, ds = spec["task"], ablation_dataset(CFG, spec)
+        methods = all_methods(CFG, task)
+        for method in spec["rows"]:
+            for seed in seeds_of(methods[method], CFG["tasks"][task]):
+                key = (task, ds, method, seed)
+                if key not in seen:
+                    seen.add(key)
+                    yield key
+
+
+def ablation_inputs():
+    """Score files, TFLOPs files and trained networks the ablation tables read."""
+    files = [f"{OUT}/scores/{t}/{d}/{m}/seed{s}.json" for t, d, m, s in ablation_runs()]
+    for spec in ablation_tables(CFG).values():
+        if spec["kind"] == "flops":
+            files.append(f"{OUT}/cost/{spec['task']}_tflops_1280x720.json")
+        if spec["kind"] == "training_cost":
+            methods = all_methods(CFG, spec["task"])
+            files += [net_file(n) for m in spec["rows"] for n in networks_of(methods[m])]
+    return sorted(set(files))
+
+
 def method_cfg(w):
-    return CFG["tasks"][w.task]["methods"][w.method]
+    return method_config(CFG, w.task, w.method)

@@ -1,0 +1,193 @@
+"""Ablation tables (dpir.report.ablations) from synthetic results files: exact cells, verdicts, plots,
+and the config checks of the `ablations` section."""
+import json
+import statistics
+
+import pytest
+
+from dpir.config import ablation_tables, all_methods, method_config
+from dpir.errors import DpirError
+from dpir.report import ablations as A
+from helpers import base_config
+
+
+def record(method, seed, psnr, lpips, images=("a", "b"), nfe=51, label=None, dataset="bundled", cfg=None):
+    def metric(vals, lower):
+        return {"available": True, "lower_better": lower, "convention": "c", "mean": statistics.fmean(vals),
+                "per_image": dict(zip(images, vals)), "n_nonfinite": 0}
+    return {"task": "sr", "dataset": dataset, "method": method, "seed": seed, "label": label or method,
+            "n_images": len(images), "images": list(images), "method_config": cfg or {},
+            "metrics": {"psnr_y": metric(psnr, False), "lpips_alex": metric(lpips, True)},
+            "cost": {"nfe": nfe, "seconds_per_image": 1.5, "flops_per_image": 1e9, "flops_input_size": [24, 24],
+                     "params_total": 1, "params_trained": 1, "peak_rss_mib": 1.0}}
+
+
+def write(out, rec):
+    p = out / "scores" / rec["task"] / rec["dataset"] / rec["method"] / f"seed{rec['seed']}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return base_config(tmp_path)
+
+
+def test_default_config_declares_every_paper_ablation(cfg):
+    tables = ablation_tables(cfg)
+    assert {"t4_modularity", "t5_fusion", "t6_tau", "t7_training", "t8_acceleration", "t9_cost", "t10_ddim",
+            "t12_robustness", "t13_deblur_tau"} <= set(tables)
+    # ablation methods are found by the same lookup the restore stage uses
+    assert method_config(cfg, "sr", "t4_udp_rrdb")["denoiser"] == "udp_denoiser"
+    assert "dpir_jump_ddim" in all_methods(cfg, "sr") and "t6_tau10" in all_methods(cfg, "sr")
+    # the fusion variants are the architectures of the paper's Table 5; L-DWT has 30 parameters
+    nets = {cfg["networks"][f"fusion_{v}_sr"]["arch"] for v in ("tdwa", "ldwt", "unet")}
+    assert nets == {"fusion_tdwa", "fusion_ldwt", "fusion_unet"}
+    cfg["run_ablations"] = False
+    assert ablation_tables(cfg) == {}
+
+
+def test_config_errors_name_the_key(tmp_path):
+    from dpir.config import validate_config
+
+    cfg = base_config(tmp_path)
+    cfg["ablations"]["tables"]["t4_modularity"]["rows"].append("t4_udp_swimir")
+    with pytest.raises(DpirError, match=r"ablations\.tables\.t4_modularity\.rows.*'t4_udp_swimir'.*Did you mean 't4_udp_swinir'"):
+        validate_config(cfg)
+    cfg = base_config(tmp_path)
+    cfg["ablations"]["methods"]["sr"]["bicubic"] = {"kind": "bicubic"}
+    with pytest.raises(DpirError, match=r"ablations\.methods\.sr\.bicubic.*already has a method"):
+        validate_config(cfg)
+    cfg = base_config(tmp_path)
+    cfg["ablations"]["methods"]["sr"]["t4_udp_rrdb"]["fusion"] = "fusion_nope"
+    with pytest.raises(DpirError, match=r"ablations\.methods\.sr\.t4_udp_rrdb\.fusion.*fusion_nope"):
+        validate_config(cfg)
+    cfg = base_config(tmp_path)
+    cfg["ablations"]["tables"]["t10_ddim"]["expect"][0]["vs"] = "dpir_full"
+    with pytest.raises(DpirError, match=r"t10_ddim\.expect\[0\]\.vs': 'dpir_full' is not one of the table's rows"):
+        validate_config(cfg)
+    cfg = base_config(tmp_path)
+    cfg["ablations"]["tables"]["t6_tau"]["colour"] = "red"
+    with pytest.raises(DpirError, match=r"ablations\.tables\.t6_tau\.colour.*not a known setting"):
+        validate_config(cfg)
+
+
+def test_difference_verdicts():
+    # a = 30.0 ± 0.1, b = 29.0 ± 0.1 -> diff 1.0 > 2 sqrt(0.02) = 0.283: beyond seed noise
+    line = A.difference_verdict("A", (30.0, 0.1, 2), "B", (29.0, 0.1, 2), "psnr_y", False, "better", "A wins", 2)
+    assert line == ("- Paper: A wins. Ours: A vs B: psnr_y 30.00 vs 29.00 (Δ +1.00, seed noise ±0.28) → **agrees**.")
+    assert "**disagrees**" in A.difference_verdict("A", (29.0, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
+    assert "within seed noise" in A.difference_verdict("A", (29.9, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
+    # lower-is-better metrics: a smaller LPIPS is "better", so "worse" wants a larger one
+    assert "**agrees**" in A.difference_verdict("U", (0.4, 0.0, 1), "M", (0.3, 0.0, 1), "lpips", True, "worse", "x")
+    # close: only a loss beyond noise disagrees; an improvement never does
+    assert "**agrees — no loss" in A.difference_verdict("J", (31.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
+    assert "**disagrees — a loss" in A.difference_verdict("J", (27.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
+
+
+def test_spearman_and_trend():
+    assert A.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert A.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert A.spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(0.8660254, abs=1e-6)  # ties get average ranks
+    # PSNR falling with tau = quality decreasing: agrees with a "decreasing" statement
+    assert "**agrees (monotone)**" in A.trend_verdict([5, 10, 20], [30.0, 29.0, 28.0], "psnr_y", False, "decreasing", "p")
+    # LPIPS falling with tau = perceptual quality increasing
+    assert "**agrees (monotone)**" in A.trend_verdict([5, 10, 20], [0.3, 0.2, 0.1], "lpips", True, "increasing", "p")
+    assert "**disagrees**" in A.trend_verdict([5, 10, 20], [0.1, 0.2, 0.3], "lpips", True, "increasing", "p")
+
+
+def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+    ab = ("a", "b")
+    write(out, record("dpir_full", 0, [30.0], [0.20], images=("a",), nfe=1001))
+    for s, (p1, p2) in enumerate([(30.0, 32.0), (31.0, 33.0)]):
+        write(out, record("t6_tau50", s, [p1, p2], [0.3, 0.3], images=ab))
+        write(out, record("t8_sdedit50", s, [p1 - 3, p2 - 3], [0.35, 0.35], images=ab))
+        write(out, record("dpir_jump", s, [p1, p2, 99.0], [0.2, 0.2, 0.2], images=("a", "b", "c")))
+        write(out, record("t8_sdedit250", s, [p1 - 1, p2 - 1], [0.25, 0.25], images=ab))
+    spec = cfg["ablations"]["tables"]["t8_acceleration"]
+    table, verdicts, info = A.rows_table(cfg, "t8_acceleration", spec)
+    assert info["images"] == ["a", "b"]  # image c of dpir_jump is left out; dpir_full is partial
+    row = {r["method"]: r for r in table.numeric}
+    # dpir_jump per-seed means over a, b: 31 and 32 -> 31.5 ± 0.707
+    assert row["dpir_jump"]["psnr_y"] == pytest.approx(31.5)
+    assert row["dpir_jump"]["psnr_y_std"] == pytest.approx(2 ** -0.5)
+    assert row["dpir_full"]["psnr_y"] == 30.0 and row["t8_sdedit50"]["psnr_y"] == pytest.approx(28.5)
+    assert table.rows[0]["Start"] == "full chain" and table.rows[2]["Start"] == "SDEdit/CCDF start"
+    assert table.rows[1]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"]) and "[^t8-acceleration-" in table.rows[0]["Method"]
+    assert "2 test image(s) of `sr/bundled` common to every row (a, b)" in table.footnotes[0]
+    # Δ 3.0 > 2 sqrt(0.5 + 0.5) = 2.0: beyond seed noise; Δ 1.0 is not
+    assert "(Δ +3.00, seed noise ±2.00) → **agrees**" in verdicts[0]
+    assert "**agrees in direction, but within seed noise**" in verdicts[1]
+    # jump vs full chain on image a only: 30.5 ± 0.707 vs 30.0 -> no loss
+    assert "psnr_y 30.50 vs 30.00 (Δ +0.50, seed noise ±1.41)" in verdicts[2] and "**agrees — no loss" in verdicts[2]
+
+
+def test_rows_table_missing_scores_names_the_rows(cfg, tmp_path):
+    cfg["out"] = str(tmp_path / "empty")
+    with pytest.raises(DpirError, match=r"no scores for dpir_jump_ddim, t4_udp_swinir.*snakemake --cores all ablations"):
+        A.rows_table(cfg, "t4_modularity", cfg["ablations"]["tables"]["t4_modularity"])
+
+
+def test_tau_sweep_renders_table_plot_and_trend(cfg, tmp_path):
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+    cfg["ablations"]["tables"] = {"t6_tau": cfg["ablations"]["tables"]["t6_tau"]}
+    rows = cfg["ablations"]["tables"]["t6_tau"]["rows"]
+    for i, m in enumerate(rows):
+        for s in (0, 1):
+            write(out, record(m, s, [30.0 - i + 0.1 * s] * 2, [0.4 - 0.05 * i] * 2, nfe=10 + i))
+    parts = A.render_ablations(cfg)
+    text = "\n".join(parts)
+    assert "### Table 6" in text and "![t6_tau](ablations/figures/t6_tau.png)" in text
+    assert (out / "ablations" / "figures" / "t6_tau.png").stat().st_size > 5000
+    assert (out / "ablations" / "t6_tau.csv").read_text().startswith("method,label,tau,psnr_y")
+    assert text.count("**agrees (monotone)**") == 2
+    path = A.write_ablations_report(cfg)
+    assert path.read_text().startswith("# dpir-bench ablations\n")
+
+
+def test_training_cost_reads_train_logs(cfg, tmp_path):
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+
+    def log(net, params, steps, batch, images, secs):
+        d = out / "networks" / net
+        d.mkdir(parents=True)
+        (d / "train_log.json").write_text(json.dumps({"trained_params": params, "steps": steps, "batch": batch,
+                                                      "train_images": images, "seconds_this_run": secs}))
+    log("fusion_sr", 150_000, 300, 4, 6, 100.0)
+    log("mirnet_s", 560_000, 300, 8, 6, 200.0)
+    log("swinir_sr", 300_000, 700, 8, 6, 300.0)
+    log("srdiff_rrdb", 100_000, 300, 8, 6, 50.0)
+    log("srdiff", 900_000, 300, 8, 6, 150.0)
+    log("indi", 400_000, 300, 8, 6, 80.0)
+    log("diffir_s1", 500_000, 300, 8, 6, 60.0)
+    log("diffir_s2", 600_000, 300, 8, 6, 70.0)
+    table, verdicts = A.training_cost_table(cfg, "t7", cfg["ablations"]["tables"]["t7_training"])
+    row = {r["method"]: r for r in table.numeric}
+    # DP-IR: only the fusion net is trained for the task; the denoiser and IR net are reused
+    assert row["dpir_jump_ddim"]["params_trained"] == 150_000 and row["dpir_jump_ddim"]["samples"] == 1200
+    assert set(row["dpir_jump_ddim"]["reused"]) == {"mirnet_s", "swinir_sr"}
+    assert row["srdiff"]["params_trained"] == 1_000_000 and row["srdiff"]["iterations"] == 600
+    assert row["diffir"]["params_trained"] == 1_100_000 and row["diffir"]["seconds"] == 130.0
+    assert "`mirnet_s` (denoiser, shared by all tasks, 0.560M)" in table.rows[0]["Reused (not trained for this task)"]
+    assert len(verdicts) == 3 and all("**agrees**" in v for v in verdicts)
+
+
+def test_flops_table_ratios(cfg, tmp_path):
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+    rows = [{"method": m, "label": m, "nfe": n, "per_step_tflops": x, "steps": n - 1, "once_tflops": y,
+             "total_tflops": x * (n - 1) + y}
+            for m, n, x, y in [("dpir_jump_ddim", 51, 0.1, 1.0), ("dpir_jump", 251, 0.1, 1.0), ("dpir_full", 1001, 0.1, 1.0),
+                               ("srdiff", 101, 0.5, 0.2), ("indi", 11, 0.3, 0.0), ("diffir", 5, 0.0, 0.5)]]
+    (out / "cost").mkdir(parents=True)
+    (out / "cost" / "sr_tflops_1280x720.json").write_text(json.dumps({"width": 1280, "height": 720, "rows": rows}))
+    table, verdicts = A.flops_table(cfg, "t9", cfg["ablations"]["tables"]["t9_cost"])
+    num = {r["method"]: r for r in table.numeric}
+    assert num["dpir_jump_ddim"]["total_tflops"] == pytest.approx(6.0) and num["srdiff"]["ratio"] == pytest.approx(50.2 / 6)
+    assert table.rows[3]["TFLOPs/img at 1280x720"] == "50.2" and table.rows[3]["× ref"] == "8.37"
+    assert "**agrees**" in verdicts[0] and "**disagrees**" in verdicts[2]  # DiffIR (0.5) is cheaper here
+    assert table.rows[0]["s/img on this CPU"].startswith("n/a")             # nothing restored in this test
