@@ -61,18 +61,22 @@ def write_pair(split_dir: Path, image_id: str, gt: torch.Tensor, lq: torch.Tenso
     write_extras(split_dir, image_id, extras)
 
 
-def train_degradation(task: dict) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor | dict] | None:
+def train_degradation(task: dict, dataset: dict | None = None
+                      ) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor | dict] | None:
     """A function (gt patch, generator) -> lq patch for on-the-fly training data, or None when training
     uses the stored pairs.
 
-    Burst: the gt patch is an sRGB crop of (p + 2 m) px (m = :func:`train_margin`) and the function
-    returns ``{"lq": frames (N,4,p/8,p/8), "gt": linear gt (3,p,p), "meta": burst metadata}``: the
-    target of a burst network is the unprocessed linear image, not the sRGB crop it came from."""
-    if task["kind"] == "deblur":
-        from dpir.data.blur import make_blur_pair
+    ``dataset`` is the training dataset's config entry.  A dataset with its own observations (GoPro's
+    real blurred frames, HIDE's, DIV2K's official LR with ``lr: official``; :mod:`dpir.data.paper`)
+    trains on its stored (lq, gt) pairs: re-blurring GoPro's sharp frames synthetically would teach
+    the networks camera shake instead of the dynamic-scene blur they are tested on.  The decision is
+    the config's (dataset kind and ``lr``), never what happens to be on disk.  Without ``dataset`` (or
+    for bundled and folder images) sr uses its stored pairs and deblur blurs on the fly.
 
-        cfg = _degradation(task)
-        return lambda gt, g: make_blur_pair(gt, g, cfg)[0]
+    Burst: always synthesised (no dataset stores training bursts).  The gt patch is an sRGB crop of
+    (p + 2 m) px (m = :func:`train_margin`) and the function returns ``{"lq": frames (N,4,p/8,p/8),
+    "gt": linear gt (3,p,p), "meta": burst metadata}``: the target of a burst network is the
+    unprocessed linear image, not the sRGB crop it came from."""
     if task["kind"] == "burst":
         from dpir.data.burst import synthesize_burst
 
@@ -83,6 +87,14 @@ def train_degradation(task: dict) -> Callable[[torch.Tensor, torch.Generator], t
             return {"lq": frames, "gt": gt_linear, "meta": meta}
 
         return degrade
+    ds = dataset or {}
+    if ds.get("kind") in ("gopro", "hide") or (ds.get("kind") == "div2k" and ds.get("lr") == "official"):
+        return None
+    if task["kind"] == "deblur":
+        from dpir.data.blur import make_blur_pair
+
+        cfg = _degradation(task)
+        return lambda gt, g: make_blur_pair(gt, g, cfg)[0]
     return None
 
 

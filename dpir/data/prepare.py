@@ -19,6 +19,7 @@ import json
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -187,9 +188,70 @@ def read_manifest(config: dict, task: str, dataset: str) -> dict:
     return json.loads(Path(path).read_text())
 
 
+@dataclass(frozen=True)
+class StoredPair:
+    """One prepared image on disk: the file paths and the sizes its manifest records, no pixels.
+
+    Training keeps these instead of decoded images (:class:`dpir.data.patches.PatchSampler`): the paper's
+    training sets (46,839 Zurich JPGs, ~113 GB as float32; GoPro train ~46 GB) do not fit in memory,
+    and the sizes alone are enough to draw a crop before the file is decoded."""
+    id: str
+    gt: Path
+    lq: Path | None                 # None for the burst task (train: bursts synthesised on the fly)
+    size: tuple[int, int]           # gt (H, W)
+    lq_size: tuple[int, int] | None
+    task: str
+    dataset: str
+
+    def nbytes(self, with_lq: bool = True) -> int:
+        """Bytes of the decoded float32 (3, H, W) image(s)."""
+        n = self.size[0] * self.size[1]
+        if with_lq and self.lq_size is not None:
+            n += self.lq_size[0] * self.lq_size[1]
+        return 3 * 4 * n
+
+    def read(self, with_lq: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Decode (lq, gt); ``lq`` is None when not asked for or not stored.  A missing, corrupt or
+        resized file is a DpirError naming it: the prepared split no longer matches its manifest."""
+        lq = self._read(self.lq, self.lq_size) if with_lq and self.lq is not None else None
+        return lq, self._read(self.gt, self.size)
+
+    def _read(self, path: Path, size: tuple[int, int]) -> torch.Tensor:
+        # the split was complete when its manifest was written (prepare writes it last), so any of these
+        # means the files changed afterwards: preparing again is the fix, not skipping the image
+        fix = (f"the prepared {self.task}/{self.dataset} data no longer match their manifest: run "
+               f"`dpir prepare --task {self.task} --dataset {self.dataset}` again")
+        if not path.is_file():
+            raise DpirError(f"training image {path} does not exist; {fix}")
+        try:
+            x = read_image(path)
+        except DpirError as e:
+            raise DpirError(f"training image {path} cannot be decoded ({e}); {fix}") from None
+        if tuple(x.shape[-2:]) != tuple(size):
+            raise DpirError(f"training image {path} is {tuple(x.shape[-2:])}, its manifest says {tuple(size)}; {fix}")
+        return x
+
+
+def stored_split(config: dict, task: str, dataset: str, split: str) -> list[StoredPair]:
+    """The images of a prepared split as :class:`StoredPair` (paths and sizes, in manifest order),
+    read from the manifest alone: nothing is decoded, so this is cheap for any size of split."""
+    man = read_manifest(config, task, dataset)
+    root = paths.prepared(config, task, dataset) / split
+    part = man["splits"].get(split, {})
+    scale, burst = int(man.get("scale") or 1), man.get("kind") == "burst"
+    out = []
+    for i in part.get("ids", []):
+        h, w = (int(v) for v in part["sizes"][i])
+        out.append(StoredPair(id=i, gt=root / "gt" / f"{i}.png", lq=None if burst else root / "lq" / f"{i}.png",
+                              size=(h, w), lq_size=None if burst else (h // scale, w // scale),
+                              task=task, dataset=dataset))
+    return out
+
+
 def load_split(config: dict, task: str, dataset: str, split: str) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(id, lq, gt) tensors of a prepared split, in manifest order.  ``lq`` is None for the burst task,
-    whose observations are RAW bursts (test: ``<split>/burst/``; train: synthesised on the fly)."""
+    whose observations are RAW bursts (test: ``<split>/burst/``; train: synthesised on the fly).
+    Everything is decoded into memory: training uses :func:`stored_split` instead."""
     man = read_manifest(config, task, dataset)
     root = paths.prepared(config, task, dataset) / split
     ids = man["splits"].get(split, {}).get("ids", [])

@@ -19,7 +19,7 @@ import torch
 from dpir.checkpoint import atomic_write_text, save_network
 from dpir.config import config_hash, network_config
 from dpir.data.patches import PatchSampler
-from dpir.data.prepare import load_split
+from dpir.data.prepare import stored_split
 from dpir.errors import DpirError, UnknownNameError
 from dpir.train import TRAINERS
 from dpir.train.base import TrainContext, TrainSpec
@@ -145,14 +145,16 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
     ctx = TrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
                        device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
-    pairs = [(lq, gt) for _, lq, gt in load_split(config, task_name, dataset, "train")]
+    pairs = stored_split(config, task_name, dataset, "train")    # paths and sizes: decoded per batch or cached
     from dpir.tasks import train_degradation, train_margin
 
-    degrade = train_degradation(task)
+    if dataset not in config["datasets"]:
+        raise UnknownNameError("dataset", dataset, config["datasets"])
+    degrade = train_degradation(task, config["datasets"][dataset])
     # bursts are synthesised from the whole sRGB crop: no stored observation to keep aligned with
     scale = 1 if task["kind"] == "burst" else int(task.get("scale", 1))
     sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=scale, degrade=degrade,
-                           margin=train_margin(task))
+                           margin=train_margin(task), cache=train_cfg.get("cache_images"))
     from dpir.provenance import provenance
 
     return fit(spec, sampler, train_cfg, paths.network_dir(config, network), arch=net_cfg["arch"],
