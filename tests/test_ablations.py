@@ -191,3 +191,24 @@ def test_flops_table_ratios(cfg, tmp_path):
     assert table.rows[3]["TFLOPs/img at 1280x720"] == "50.2" and table.rows[3]["× ref"] == "8.37"
     assert "**agrees**" in verdicts[0] and "**disagrees**" in verdicts[2]  # DiffIR (0.5) is cheaper here
     assert table.rows[0]["s/img on this CPU"].startswith("n/a")             # nothing restored in this test
+
+
+def test_paper_config_ablations_are_paper_sized():
+    from dpir.config import load_config
+    from dpir.methods import networks_of
+    from helpers import ROOT
+
+    cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
+    tables = ablation_tables(cfg)
+    assert len(tables) == 10 and tables["t13_deblur_tau"]["dataset"] == "gopro"
+    for spec in tables.values():
+        for row in spec["rows"]:
+            m = method_config(cfg, spec["task"], row)
+            for n in networks_of(m):
+                net = cfg["networks"][n]
+                # official weights or trained on the paper's data at the paper's schedules, never the small nets
+                assert net.get("official") or net["train"]["dataset"] in ("div2k", "gopro", "zurich"), (row, n)
+                if net["arch"] == "fusion":
+                    assert net["kwargs"]["n_f"] == 64 and net["train"]["steps"] == 300_000
+            if row.startswith(("t4_", "t5_", "t6_", "t8_", "t12_")):
+                assert m["max_images"] is None  # every DIV2K valid image
