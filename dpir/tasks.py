@@ -11,7 +11,9 @@ burst      synthetic RAW burst (Bhat et al.)      burst/ (SyntheticBurst layout)
 The observation of test image ``id`` is drawn from the generator seeded by (data seed, id)
 (:mod:`dpir.rng`), so a dataset is regenerated bit for bit.  Training degradations (deblur, burst)
 are drawn on the fly from the training loop's data generator: every step sees new kernels/bursts,
-which is what the small bundled training set needs.
+which is what the small bundled training set needs.  Datasets that carry their own observations
+(GoPro and HIDE blur, DIV2K's official LR) train on their stored pairs instead
+(:func:`train_degradation` with the dataset config).
 """
 from __future__ import annotations
 

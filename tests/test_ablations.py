@@ -105,7 +105,8 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
         write(out, record("t6_tau50", s, [p1, p2], [0.3, 0.3], images=ab))
         write(out, record("t8_sdedit50", s, [p1 - 3, p2 - 3], [0.35, 0.35], images=ab))
         write(out, record("dpir_jump", s, [p1, p2, 99.0], [0.2, 0.2, 0.2], images=("a", "b", "c")))
-        write(out, record("t8_sdedit250", s, [p1 - 1, p2 - 1], [0.25, 0.25], images=ab))
+        write(out, record("t6_tau25", s, [p1, p2], [0.3, 0.3], images=ab))
+        write(out, record("t8_sdedit25", s, [p1 - 1, p2 - 1], [0.25, 0.25], images=ab))
     spec = cfg["ablations"]["tables"]["t8_acceleration"]
     table, verdicts, info = A.rows_table(cfg, "t8_acceleration", spec)
     assert info["images"] == ["a", "b"]  # image c of dpir_jump is left out; dpir_full is partial
@@ -115,13 +116,15 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
     assert row["dpir_jump"]["psnr_y_std"] == pytest.approx(2 ** -0.5)
     assert row["dpir_full"]["psnr_y"] == 30.0 and row["t8_sdedit50"]["psnr_y"] == pytest.approx(28.5)
     assert table.rows[0]["Start"] == "full chain" and table.rows[2]["Start"] == "SDEdit/CCDF start"
-    assert table.rows[1]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"]) and "[^t8-acceleration-" in table.rows[0]["Method"]
+    assert table.rows[3]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"]) and "[^t8-acceleration-" in table.rows[0]["Method"]
     assert "2 test image(s) of `sr/bundled` common to every row (a, b)" in table.footnotes[0]
     # Δ 3.0 > 2 sqrt(0.5 + 0.5) = 2.0: beyond seed noise; Δ 1.0 is not
-    assert "(Δ +3.00, seed noise ±2.00) → **agrees**" in verdicts[0]
-    assert "**agrees in direction, but within seed noise**" in verdicts[1]
+    assert "**agrees in direction, but within seed noise**" in verdicts[0]
+    assert "(Δ +3.00, seed noise ±2.00) → **agrees**" in verdicts[1]
+    # LPIPS 0.30 (jump) vs 0.25 (SDEdit): the jump is worse on the perceptual axis
+    assert "lpips_alex 0.3000 vs 0.2500 (Δ +0.0500, seed noise ±0.0000)" in verdicts[2] and "**disagrees**" in verdicts[2]
     # jump vs full chain on image a only: 30.5 ± 0.707 vs 30.0 -> no loss
-    assert "psnr_y 30.50 vs 30.00 (Δ +0.50, seed noise ±1.41)" in verdicts[2] and "**agrees — no loss" in verdicts[2]
+    assert "psnr_y 30.50 vs 30.00 (Δ +0.50, seed noise ±1.41)" in verdicts[3] and "**agrees — no loss" in verdicts[3]
 
 
 def test_rows_table_missing_scores_names_the_rows(cfg, tmp_path):

@@ -31,7 +31,7 @@ def test_config_typo_is_one_line_error(tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["restore", "--task", "sr", "--dataset", "bundled", "--method", "swinr"],
-     "dpir: error: unknown method of task 'sr' 'swinr'. Did you mean 'swinir'?"),
+     "dpir: error: unknown method of task 'sr' 'swinr'. Did you mean 'swinir'"),
     (["train", "--network", "nope"], "dpir: error: unknown network 'nope'."),
     (["prepare", "--task", "srr", "--dataset", "bundled"], "dpir: error: unknown task 'srr'. Did you mean 'sr'?"),
 ])
