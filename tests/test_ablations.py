@@ -78,6 +78,8 @@ def test_difference_verdicts():
     assert line == ("- Paper: A wins. Ours: A vs B: psnr_y 30.00 vs 29.00 (Δ +1.00, seed noise ±0.28) → **agrees**.")
     assert "**disagrees**" in A.difference_verdict("A", (29.0, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
     assert "within seed noise" in A.difference_verdict("A", (29.9, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
+    assert "**inconclusive — no difference at this precision**" in A.difference_verdict(
+        "A", (30.0001, 0.0, 1), "B", (30.0, 0.0, 1), "p", False, "better", "x", 2)
     # lower-is-better metrics: a smaller LPIPS is "better", so "worse" wants a larger one
     assert "**agrees**" in A.difference_verdict("U", (0.4, 0.0, 1), "M", (0.3, 0.0, 1), "lpips", True, "worse", "x")
     # close: only a loss beyond noise disagrees; an improvement never does

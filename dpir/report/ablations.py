@@ -106,6 +106,8 @@ def difference_verdict(name_a: str, a: tuple, name_b: str, b: tuple, metric: str
     beyond = abs(diff) > noise
     fact = (f"{name_a} vs {name_b}: {metric} {a[0]:.{digits}f} vs {b[0]:.{digits}f} "
             f"(Δ {diff:+.{digits}f}, seed noise ±{noise:.{digits}f})")
+    if round(diff, digits) == 0 and direction != "close":
+        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — no difference at this precision**."
     if direction == "close":
         ok = not (beyond and gain < 0)
         verdict = ("agrees" if ok else "disagrees") + (" — no loss beyond seed noise" if ok else

@@ -131,6 +131,9 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
     from dpir import paths
     from dpir.config import resolve_device
 
+    # one torch thread per job by default config: Snakemake runs jobs side by side, and oversubscribed
+    # OpenMP threads made parallel training jobs several times slower
+    torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
     net_cfg = network_config(config, network)
     if "train" not in net_cfg:
         raise DpirError(f"network {network!r} has no `train` section in the config (it is loaded from "
