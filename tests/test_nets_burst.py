@@ -178,3 +178,20 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.rand(1, 3, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(back(x), m(x))
+
+
+def test_base_skip_adds_the_single_frame_baseline_and_no_parameters():
+    from dpir.data.burst import demosaic_bilinear
+
+    kw = {**CONFIGS["cpu_small"], "base_skip": False}
+    torch.manual_seed(0)
+    plain = BSRT(**kw).eval()
+    skip = BSRT(**{**kw, "base_skip": True}).eval()
+    skip.load_state_dict(plain.state_dict())            # same parameters: the skip has none
+    burst = torch.rand(1, 14, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        diff = skip(burst) - plain(burst)
+    base = torch.nn.functional.interpolate(demosaic_bilinear(burst[:, 0]), scale_factor=4, mode="bilinear",
+                                           align_corners=False)
+    assert diff.shape == (1, 3, 64, 64) and torch.allclose(diff, base, atol=1e-5)
+    assert CONFIGS["cpu_small"]["base_skip"] and not CONFIGS["official_small"].get("base_skip", False)
