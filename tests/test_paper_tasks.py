@@ -62,7 +62,8 @@ def test_paper_config_has_all_three_tasks(paper):
     assert paper["datasets"]["gopro"]["split"] == "test" and paper["datasets"]["gopro"]["test_crop"] is None
     nets, deblur, burst = paper["networks"], paper["tasks"]["deblur"], paper["tasks"]["burst"]
     assert nets["fftformer_deblur"]["official"] == "fftformer_gopro" and nets["fftformer_deblur"]["kwargs"] == FFT_OFFICIAL
-    assert nets["bsrt_burst"]["official"] == "bsrt_weights" and nets["bsrt_burst"]["kwargs"] == CONFIGS["official_small"]
+    assert nets["bsrt_burst"]["official"] == "bsrt_weights"
+    assert nets["bsrt_burst"]["kwargs"] == {**CONFIGS["official_small"], "base_skip": False}
     assert {nets[n]["official"] for n in nets if "official" in nets[n]} <= set(fetch.list_names("weights"))
     # DiffIR's deblurring architecture [REF 2]
     for n in ("diffir_s1_deblur", "diffir_s2_deblur"):
@@ -197,11 +198,12 @@ def test_import_bsrt_state_dict_ddp_prefix_and_official_buffers(staged):
     state["module.pre_layers.0.attn_mask"] = torch.zeros(4, 16, 16)
     path = staged / "bsrt_small.pth"
     torch.save({"state_dict": state}, path)
-    cfg = base_config(staged, networks={"bsrt_burst": {"official": str(path), "kwargs": BSRT_TINY}})
+    kwargs = {**BSRT_TINY, "base_skip": False}     # config.yaml's CPU net has the skip; mappings merge
+    cfg = base_config(staged, networks={"bsrt_burst": {"official": str(path), "kwargs": kwargs}})
     out = import_official(cfg, "bsrt_burst")
     net = load_network(out.parent, expect_arch="bsrt")
     assert _same_weights(net, ref) and any(k.startswith("spynet.") for k in net.state_dict())
-    assert json.loads((out.parent / "model.json").read_text())["kwargs"] == BSRT_TINY
+    assert json.loads((out.parent / "model.json").read_text())["kwargs"] == kwargs
 
     torch.save(build_network("bsrt", **{**BSRT_TINY, "flow": False}).state_dict(), path)
     with pytest.raises(DpirError, match=r"bsrt_small\.pth does not fit BSRT: missing keys: .*spynet\."):
@@ -215,7 +217,8 @@ def test_bsrt_release_archive_is_refused_with_its_contents(staged):
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("BSRT_pretrained/BSRT_small.pth", b"x")
         z.writestr("BSRT_pretrained/BSRT_large.pth", b"y")
-    cfg = base_config(staged, networks={"bsrt_burst": {"official": str(path), "kwargs": BSRT_TINY}})
+    kwargs = {**BSRT_TINY, "base_skip": False}     # config.yaml's CPU net has the skip; mappings merge
+    cfg = base_config(staged, networks={"bsrt_burst": {"official": str(path), "kwargs": kwargs}})
     with pytest.raises(DpirError, match=r"zip archive of 2 files \(BSRT_pretrained/BSRT_small\.pth, "
                                         r"BSRT_pretrained/BSRT_large\.pth\).*networks\.bsrt_burst\.official"):
         import_official(cfg, "bsrt_burst")
