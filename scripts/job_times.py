@@ -1,0 +1,79 @@
+"""Where the main job's time went: sum the Snakemake benchmark files (results/benchmarks/) by task and stage.
+
+    python scripts/job_times.py [--out results] [--config config/config.yaml ...]
+
+Each train / restore / tflops job writes `<out>/benchmarks/<rule>/<name>.tsv` (wall seconds and peak
+RSS of that job).  Networks are attributed to their config `task`; restore jobs carry the task in their
+name; ablation-only methods (`ablations.methods`) are counted as "ablations".  Job seconds are per
+job: with two jobs side by side the wall time of the run is about half their sum.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def read_tsv(path: Path) -> tuple[float, float]:
+    rows = list(csv.DictReader(path.open(), delimiter="\t"))
+    return float(rows[-1]["s"]), float(rows[-1]["max_rss"])
+
+
+def summarise(out: Path, config: dict) -> dict[tuple[str, str], list[float]]:
+    from dpir.config import ablation_methods
+
+    abl_nets = set()
+    for task in config["tasks"]:
+        for m in ablation_methods(config, task).values():
+            abl_nets.update(v for k, v in m.items() if k in ("network", "ir", "denoiser", "fusion"))
+    main_nets = {v for t in config["tasks"].values() for m in t["methods"].values()
+                 for k, v in m.items() if k in ("network", "ir", "denoiser", "fusion")}
+    # networks only the ablations use (and what they load for training)
+    only_abl = abl_nets - main_nets
+    totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    for rule_dir in sorted((out / "benchmarks").glob("*")):
+        for f in sorted(rule_dir.glob("*.tsv")):
+            secs, rss = read_tsv(f)
+            name = f.stem
+            if rule_dir.name == "train":
+                group = "ablations" if name in only_abl else config["networks"][name].get("task", "?")
+            elif rule_dir.name == "restore":
+                task, _, rest = name.partition("_")
+                method = rest.split("_", 1)[1].rsplit("_seed", 1)[0] if "_" in rest else rest
+                group = "ablations" if method in ablation_methods(config, task) else task
+            else:
+                group = name
+            t = totals[(group, rule_dir.name)]
+            t[0] += secs
+            t[1] = max(t[1], rss)
+            t[2] += 1
+    return totals
+
+
+def main(argv=None) -> int:
+    from dpir.config import load_config
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="results")
+    p.add_argument("--config", action="append")
+    a = p.parse_args(argv)
+    cfg = load_config(a.config or [ROOT / "config" / "config.yaml"])
+    totals = summarise(Path(a.out), cfg)
+    print("| group | stage | jobs | job seconds | largest job RSS (MiB) |\n|---|---|---|---|---|")
+    by_group: dict[str, float] = defaultdict(float)
+    for (group, stage), (secs, rss, n) in sorted(totals.items()):
+        print(f"| {group} | {stage} | {n} | {secs:.0f} | {rss:.0f} |")
+        by_group[group] += secs
+    print("\n| group | job seconds |\n|---|---|")
+    for g, s in sorted(by_group.items()):
+        print(f"| {g} | {s:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
