@@ -220,3 +220,14 @@ def test_paper_config_ablations_are_paper_sized():
                 assert not cfg["networks"][n]["kwargs"].get("image_skip") and not cfg["networks"][n]["kwargs"].get("base_skip")
             if row.startswith(("t4_", "t5_", "t6_", "t8_", "t12_")):
                 assert m["max_images"] is None  # every DIV2K valid image
+
+
+def test_cli_ablations_errors(tmp_path, capsys):
+    from dpir.cli import main
+
+    base = ["--set", f"out={tmp_path}", "--set", f"data_dir={tmp_path}"]
+    assert main(["ablations", *base, "--set", "run_ablations=false"]) == 2
+    assert "no ablation table to render: `run_ablations` is false" in capsys.readouterr().err
+    assert main(["ablations", *base]) == 2    # nothing restored yet: names the rows and the command
+    err = capsys.readouterr().err
+    assert err.startswith("dpir: error: ablation 't4_modularity': no scores for") and "Traceback" not in err
