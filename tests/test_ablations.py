@@ -96,6 +96,9 @@ def test_spearman_and_trend():
     # LPIPS falling with tau = perceptual quality increasing
     assert "**agrees (monotone)**" in A.trend_verdict([5, 10, 20], [0.3, 0.2, 0.1], "lpips", True, "increasing", "p")
     assert "**disagrees**" in A.trend_verdict([5, 10, 20], [0.1, 0.2, 0.3], "lpips", True, "increasing", "p")
+    # a sweep that moves less than seed noise is no evidence either way
+    line = A.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", [0.001, 0.002, 0.0])
+    assert "spans 0.003, within seed noise ±0.004 → **inconclusive" in line
 
 
 def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):

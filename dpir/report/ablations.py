@@ -144,12 +144,18 @@ def spearman(xs: list[float], ys: list[float]) -> float:
     return num / den if den else 0.0
 
 
-def trend_verdict(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str) -> str:
-    """``trend`` is the paper's direction of the *quality* as tau grows (increasing = gets better)."""
+def trend_verdict(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
+                  stds: list[float] | None = None) -> str:
+    """``trend`` is the paper's direction of the *quality* as tau grows (increasing = gets better).
+    A sweep whose whole range is within 2 x the largest seed std is inconclusive, whatever its ranks."""
     rho = spearman([float(t) for t in taus], values)
     quality_rho = -rho if lower_better else rho
     want = 1 if trend == "increasing" else -1
     pairs = ", ".join(f"τ={t}: {v:.4g}" for t, v in zip(taus, values))
+    noise = 2 * max(stds or [0.0])
+    if stds and max(values) - min(values) <= noise:
+        return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}) spans {max(values) - min(values):.2g}, within "
+                f"seed noise ±{noise:.2g} → **inconclusive — τ makes no measurable difference here**.")
     if quality_rho * want > 0:
         verdict = "agrees" + (" (monotone)" if abs(rho) == 1 else " (not monotone)")
     elif rho == 0:
@@ -281,18 +287,19 @@ def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: di
             continue
         lb = lower.get(metric, False)
         if e.get("trend"):
-            taus, vals = [], []
+            taus, vals, sds = [], [], []
             for method in spec["rows"]:
                 tau = all_methods(config, spec["task"])[method].get("tau")
                 if tau is not None and metric in stats.get(method, {}):
                     taus.append(int(tau))
                     vals.append(stats[method][metric][0])
+                    sds.append(stats[method][metric][1])
             if len(taus) < 3:
                 out.append(f"- Paper: {e['paper']}. Ours: fewer than 3 τ values → **not checked**.")
                 continue
             order = sorted(range(len(taus)), key=lambda i: taus[i])
             out.append(trend_verdict([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
-                                     e["paper"]))
+                                     e["paper"], [sds[i] for i in order]))
             continue
         a, b = stats.get(e["row"], {}).get(metric), stats.get(e["vs"], {}).get(metric)
         if a is not None and b is not None and row_images[e["row"]] != row_images[e["vs"]]:
@@ -469,6 +476,11 @@ def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path:
     nfe = [r["nfe"] for r in pts]
     b.plot(nfe, ys, "-o", color="C0", label=y_metric)
     b.set_xscale("log")
+    from matplotlib.ticker import NullLocator, ScalarFormatter
+
+    b.xaxis.set_minor_locator(NullLocator())          # label the NFE values themselves, not powers of ten
+    b.set_xticks(sorted(set(nfe)))
+    b.xaxis.set_major_formatter(ScalarFormatter())
     b.set_xlabel("NFE")
     b.set_ylabel(y_metric, color="C0")
     b2 = b.twinx()
@@ -476,6 +488,9 @@ def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path:
     b2.set_ylabel(x_metric, color="C1")
     b2.grid(False)
     b.set_title("quality against NFE", fontsize=10)
+    for ax in (a, b, b2):      # plain numbers, no "+2.7e1" offset: the differences can be tiny
+        ax.yaxis.get_major_formatter().set_useOffset(False)
+    a.xaxis.get_major_formatter().set_useOffset(False)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig_path.parent.mkdir(parents=True, exist_ok=True)
