@@ -112,10 +112,7 @@ def _check_references(config: dict) -> None:
         for mname, m in task["methods"].items():
             if m["kind"] == "published":
                 _check_published(f"tasks.{tname}.methods.{mname}", m, task)
-            for key in ("network", "ir", "denoiser", "fusion"):
-                if key in m and m[key] not in networks:
-                    err = UnknownNameError("network", m[key], networks)
-                    raise DpirError(f"config key 'tasks.{tname}.methods.{mname}.{key}': {err}")
+            _check_networks(f"tasks.{tname}.methods.{mname}", m, networks)
     abl = config.get("ablations") or {}
     for tname, methods in (abl.get("methods") or {}).items():
         if tname not in config["tasks"]:
@@ -124,10 +121,7 @@ def _check_references(config: dict) -> None:
             if mname in config["tasks"][tname]["methods"]:
                 raise DpirError(f"config key 'ablations.methods.{tname}.{mname}': the task already has a method "
                                 f"{mname!r}; list it in the table's rows instead of redefining it")
-            for key in ("network", "ir", "denoiser", "fusion"):
-                if key in m and m[key] not in networks:
-                    err = UnknownNameError("network", m[key], networks)
-                    raise DpirError(f"config key 'ablations.methods.{tname}.{mname}.{key}': {err}")
+            _check_networks(f"ablations.methods.{tname}.{mname}", m, networks)
     for aname, table in (abl.get("tables") or {}).items():
         where = f"ablations.tables.{aname}"
         if table["task"] not in config["tasks"]:
@@ -161,6 +155,13 @@ def _check_references(config: dict) -> None:
     for t in config.get("enabled_tasks", []) or []:
         if t not in config["tasks"]:
             raise DpirError(f"config key 'enabled_tasks' names task {t!r}, which is not defined")
+
+
+def _check_networks(where: str, m: dict, networks: dict) -> None:
+    """Every network a method names (network / ir / denoiser / fusion) is defined."""
+    for key in ("network", "ir", "denoiser", "fusion"):
+        if key in m and m[key] not in networks:
+            raise DpirError(f"config key '{where}.{key}': {UnknownNameError('network', m[key], networks)}")
 
 
 def _check_published(where: str, m: dict, task: dict) -> None:

@@ -26,13 +26,10 @@ def read_tsv(path: Path) -> tuple[float, float]:
 
 def summarise(out: Path, config: dict) -> dict[tuple[str, str], list[float]]:
     from dpir.config import ablation_methods
+    from dpir.methods import networks_of
 
-    abl_nets = set()
-    for task in config["tasks"]:
-        for m in ablation_methods(config, task).values():
-            abl_nets.update(v for k, v in m.items() if k in ("network", "ir", "denoiser", "fusion"))
-    main_nets = {v for t in config["tasks"].values() for m in t["methods"].values()
-                 for k, v in m.items() if k in ("network", "ir", "denoiser", "fusion")}
+    abl_nets = {n for task in config["tasks"] for m in ablation_methods(config, task).values() for n in networks_of(m)}
+    main_nets = {n for t in config["tasks"].values() for m in t["methods"].values() for n in networks_of(m)}
     # networks only the ablations use (and what they load for training)
     only_abl = abl_nets - main_nets
     totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])

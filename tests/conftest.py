@@ -18,3 +18,12 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def staged(tmp_path, monkeypatch):
+    """Empty fetch roots and lock file under tmp_path (nothing may touch the repo's or the user's)."""
+    monkeypatch.setenv("DPIR_WEIGHTS", str(tmp_path / "weights"))
+    monkeypatch.setenv("DPIR_DATA", str(tmp_path / "downloads"))
+    monkeypatch.setenv("DPIR_REGISTRY_LOCK", str(tmp_path / "registry.lock.json"))
+    return tmp_path

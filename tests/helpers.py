@@ -21,3 +21,11 @@ def base_config(tmp_path: Path, **over) -> dict:
 def write_yaml(path: Path, data: dict) -> Path:
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def same_weights(a, b) -> bool:
+    """Two modules with the same state-dict keys and bitwise-equal tensors."""
+    import torch
+
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import ROOT, base_config
+from helpers import ROOT, base_config, same_weights
 from PIL import Image
 
 from dpir.checkpoint import load_network
@@ -21,22 +21,8 @@ TINY_SWINIR = {"upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8, "i
                "resi_connection": "1conv"}
 
 
-@pytest.fixture
-def staged(tmp_path, monkeypatch):
-    """Empty fetch roots and lock file under tmp_path (nothing may touch the repo's or the user's)."""
-    monkeypatch.setenv("DPIR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("DPIR_DATA", str(tmp_path / "downloads"))
-    monkeypatch.setenv("DPIR_REGISTRY_LOCK", str(tmp_path / "registry.lock.json"))
-    return tmp_path
-
-
 def _sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # ------------------------------------------------------------------------------------------- official
@@ -57,7 +43,7 @@ def test_import_prestaged_swinir_by_fetch_name(staged):
     meta = json.loads((out.parent / "model.json").read_text())
     assert meta["official_source"] == "fetch:swinir_classical_x4"
     assert meta["official_sha256"] == _sha256(target) and meta["kwargs"] == TINY_SWINIR
-    assert _same_weights(load_network(out.parent), ref)
+    assert same_weights(load_network(out.parent), ref)
     # the unpublished hash was recorded on first verification, into the lock file of the environment
     lock = json.loads((staged / "registry.lock.json").read_text())["files"]
     assert lock["swinir_classical_x4"]["sha256"] == _sha256(target)
@@ -86,7 +72,7 @@ def test_import_rrdb_from_basicsr_key_layout(staged):
     cfg = base_config(staged, networks={"rrdb_sr": {"official": str(path), "kwargs": kw}})
     out = import_official(cfg, "rrdb_sr")
     assert json.loads((out.parent / "model.json").read_text())["official_source"] == f"file:{path}"
-    assert _same_weights(load_network(out.parent), ref)
+    assert same_weights(load_network(out.parent), ref)
 
 
 def test_import_srdiff_reads_architecture_off_the_file(staged):
@@ -105,7 +91,7 @@ def test_import_srdiff_reads_architecture_off_the_file(staged):
     kwargs = json.loads((out.parent / "model.json").read_text())["kwargs"]
     assert kwargs == {"rrdb": {"nf": 8, "gc": 4, "nb": 3}, "scale": 4, "hidden": 8, "dim_mults": [1, 2], "T": 7}
     net = load_network(out.parent)
-    assert net.T == 7 and _same_weights(net, ref)
+    assert net.T == 7 and same_weights(net, ref)
 
 
 def test_import_diffir_s2(staged):
@@ -120,7 +106,7 @@ def test_import_diffir_s2(staged):
     torch.save({"params": ref.state_dict()}, path)
     cfg["networks"]["diffir_s2"]["official"] = str(path)
     out = import_official(cfg, "diffir_s2")
-    assert _same_weights(load_network(out.parent, expect_arch="diffir_s2"), ref)
+    assert same_weights(load_network(out.parent, expect_arch="diffir_s2"), ref)
 
 
 def test_import_errors_name_the_key(staged):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import ROOT, base_config
+from helpers import ROOT, base_config, same_weights
 from PIL import Image
 
 from dpir.checkpoint import load_network
@@ -26,20 +26,6 @@ FFT_TINY = {"inp_channels": 3, "out_channels": 3, "dim": 8, "num_blocks": [1, 1,
 # the official BSRT layout (Swin feature extraction and trunk, SpyNet flow guidance) at toy width
 BSRT_TINY = {"burst_size": 3, "embed_dim": 12, "depths": [1, 1], "num_heads": [2, 2], "window_size": 4,
              "mlp_ratio": 2.0, "num_feat": 8, "groups": 2, "flow": True, "extract": "swin", "trunk": "swin"}
-
-
-@pytest.fixture
-def staged(tmp_path, monkeypatch):
-    """Empty fetch roots and lock file under tmp_path (nothing may touch the repo's or the user's)."""
-    monkeypatch.setenv("DPIR_WEIGHTS", str(tmp_path / "weights"))
-    monkeypatch.setenv("DPIR_DATA", str(tmp_path / "downloads"))
-    monkeypatch.setenv("DPIR_REGISTRY_LOCK", str(tmp_path / "registry.lock.json"))
-    return tmp_path
-
-
-def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # ------------------------------------------------------------------------------------------- paper.yaml
@@ -171,7 +157,7 @@ def test_import_fftformer_raw_state_dict(staged):
     meta = json.loads((out.parent / "model.json").read_text())
     assert meta["arch"] == "fftformer" and meta["kwargs"] == FFT_TINY and meta["official_source"] == f"file:{path}"
     net = load_network(out.parent)
-    assert _same_weights(net, ref)
+    assert same_weights(net, ref)
     y = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         assert torch.equal(net(y), ref.eval()(y))       # padded to 32 and cropped back: same function
@@ -202,7 +188,7 @@ def test_import_bsrt_state_dict_ddp_prefix_and_official_buffers(staged):
     cfg = base_config(staged, networks={"bsrt_burst": {"official": str(path), "kwargs": kwargs}})
     out = import_official(cfg, "bsrt_burst")
     net = load_network(out.parent, expect_arch="bsrt")
-    assert _same_weights(net, ref) and any(k.startswith("spynet.") for k in net.state_dict())
+    assert same_weights(net, ref) and any(k.startswith("spynet.") for k in net.state_dict())
     assert json.loads((out.parent / "model.json").read_text())["kwargs"] == kwargs
 
     torch.save(build_network("bsrt", **{**BSRT_TINY, "flow": False}).state_dict(), path)

@@ -169,13 +169,17 @@ def trend_verdict(taus: list[int], values: list[float], metric: str, lower_bette
 # table builders
 
 def _network_params(config: dict, name: str) -> int | None:
+    """Parameters of a trained or imported network: its training log, else its checkpoint's tensor shapes
+    (official weights have no log; the safetensors header is read, not the tensors)."""
     log = paths.network_dir(config, name) / "train_log.json"
     if log.exists():
         return int(json.loads(log.read_text())["trained_params"])
-    meta = paths.network_dir(config, name) / "model.json"
-    if meta.exists():
-        info = json.loads(meta.read_text())
-        return info.get("params")
+    weights = paths.network_file(config, name)
+    if weights.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), "pt") as f:
+            return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     return None
 
 
