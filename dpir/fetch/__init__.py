@@ -9,10 +9,17 @@ other stage only reads files, so an offline cluster pre-stages them under $DPIR_
     >>> fetch.list_names()                      # every name
     >>> fetch.fetch("div2k_valid_hr")           # -> Path('data/downloads/div2k')
     >>> print(fetch.format_status_table(fetch.status()))
+
+``fetch(name, force=True)`` downloads beside the file (``<file>.part``) and replaces it only once the
+new bytes are verified, so a failed download leaves a good file in place.  For an entry without a
+published hash, the hash of a download is recorded in the lock only when its length was confirmed
+(see :mod:`dpir.fetch.download`); ``forget(name)`` (``dpir fetch --forget NAME``) drops a recorded
+hash and the local verification stamp.
 """
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -25,7 +32,9 @@ from dpir.fetch import download as _download
 from dpir.fetch import registry as _registry
 from dpir.fetch.registry import Entry
 
-__all__ = ["Entry", "fetch", "format_status_table", "list_names", "status"]
+__all__ = ["Entry", "fetch", "forget", "format_status_table", "list_names", "status"]
+
+log = logging.getLogger(__name__)
 
 STATES = ("present", "missing", "corrupt", "partial")
 
@@ -59,22 +68,24 @@ def _sources(entry: Entry) -> tuple[list[str], set[str]]:
     return urls, drive
 
 
-def _verify_new(entry: Entry, part: Path, sha256: str | None, size: int | None, source: str) -> str:
+def _verify_new(entry: Entry, part: Path, sha256: str | None, size: int | None, source: str,
+                cmd: str) -> str:
     """Check a finished ``.part``: truncation keeps it (resumable), anything else deletes it."""
     got = part.stat().st_size
+    hint = _download.forget_hint(entry.name, source)
     if size is not None and got < size:
         raise DpirError(f"download of {entry.path.name} stopped at {got} of {size} bytes; the partial file "
-                        f"{part} is kept: run `dpir fetch {entry.name}` again to resume")
+                        f"{part} is kept: run `{cmd}` again to resume")
     if size is not None and got != size:
         _download.discard_part(part)
-        raise DpirError(f"downloaded {entry.path.name} has {got} bytes but {size} were expected; the file "
-                        f"was deleted. The upstream file changed or the URL is wrong")
+        raise DpirError(f"downloaded {entry.path.name} has {got} bytes but {size} were expected ({source}); "
+                        f"the download was deleted. The upstream file changed or the URL is wrong{hint}")
     actual = _download.sha256_file(part)
     if sha256 is not None and actual != sha256:
         _download.discard_part(part)
         raise DpirError(f"checksum mismatch for {entry.path.name} ({entry.name}): expected sha256 {sha256} "
-                        f"({source}), got {actual}; the bad file was deleted. Run `dpir fetch {entry.name}` "
-                        f"to retry")
+                        f"({source}), got {actual}; the bad download was deleted. Run `{cmd}` "
+                        f"to retry{hint}")
     if entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
         _download.discard_part(part)
         raise DpirError(f"checksum mismatch for {entry.path.name} ({entry.name}): expected a sha256 "
@@ -92,43 +103,106 @@ def _finish(entry: Entry, digest: str) -> Path:
             ref.parent.mkdir(parents=True, exist_ok=True)
             ref.write_text(snapshot)
     if entry.archive:
-        return _archive.extract(entry.path, entry.extract_dir, digest=digest, kind=entry.archive)
+        return _archive.extract(entry.path, entry.extract_dir, digest=digest, kind=entry.archive,
+                                max_bytes=entry.unpacked_size)
     return entry.path
+
+
+def _not_recorded(entry: Entry, path: Path, digest: str, why: str) -> None:
+    log.warning("%s (%s): %s, so its sha256 %s is NOT recorded in %s (a cut-short transfer must never "
+                "become the reference). The file is kept. If you have checked it, run `dpir fetch --forget "
+                "%s` and then `dpir fetch %s` to record it; else `dpir fetch --force %s` downloads it again",
+                path.name, entry.name, why, digest, _registry.lock_path(), entry.name, entry.name,
+                entry.name)
+
+
+def _download_new(entry: Entry, sha256: str | None, size: int | None, source: str, *,
+                  progress: bool) -> tuple[str, bool]:
+    """Download, verify and rename onto the target; (sha256, length confirmed).
+
+    The target is replaced only after the new bytes are verified: a file already there (``force``)
+    stays in place when the download fails; a ``.part`` left by an earlier attempt is resumed (the
+    download never splices two upstream versions, see :func:`dpir.fetch.download.download`).
+    """
+    path = entry.path
+    part = _download.part_path(path)
+    had = path.exists()
+    cmd = f"dpir fetch {'--force ' if had else ''}{entry.name}"
+    urls, drive = _sources(entry)
+    try:
+        got = _download.download(urls, path, name=entry.name, size=size, progress=progress, drive=drive,
+                                 checked=sha256 is not None or entry.sha256_prefix is not None,
+                                 hint=_download.forget_hint(entry.name, source), command=cmd)
+        digest = _verify_new(entry, part, sha256, size, source, cmd)
+        confirmed = got.length_confirmed
+        if sha256 is None and not confirmed and entry.archive:
+            # No stated length: an archive that reads whole (CRCs, end blocks) was not cut short.
+            why = _archive.check_integrity(part, entry.archive)
+            if why is not None:
+                log.warning("%s (%s): the archive fails its integrity check (%s)", path.name, entry.name,
+                            why)
+            confirmed = why is None
+    except DpirError as e:
+        if had:
+            raise DpirError(f"{e} (the existing {path} was left as it was)") from None
+        raise
+    os.replace(part, path)
+    _download.discard_part(part)
+    _download.write_stamp(path, digest, unconfirmed=sha256 is None and not confirmed)
+    if sha256 is None:
+        if confirmed:
+            _registry.record_lock(entry, digest, path.stat().st_size, got.url)
+        else:
+            _not_recorded(entry, path, digest, f"{got.url} did not state the file's length")
+    return digest, confirmed
 
 
 def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
     """Make registry entry ``name`` present, verified (and unpacked); return its folder or file.
 
     A file already at the target (downloaded before, or pre-staged by hand) is verified against the
-    published or recorded SHA-256 and never downloaded again.  ``force`` deletes it and downloads
-    anew.  Files without a published checksum get theirs recorded in the lock file on first success.
+    published or recorded SHA-256 and never downloaded again.  ``force`` downloads anew and replaces
+    the file only once the new one is verified.  Files without a published checksum get theirs
+    recorded in the lock file on the first download whose length was confirmed.
     """
     entry = _registry.get(name)
     path = entry.path
     with _file_lock(path):
         sha256, size, source = _registry.expected(entry)
-        if force:
-            _download.discard_part(_download.part_path(path))
-            if path.exists():
-                path.unlink()
-        if path.exists():
-            digest = _download.check_file(path, name, sha256, size, entry.sha256_prefix, source)
-        else:
-            urls, drive = _sources(entry)
-            url = _download.download(urls, path, name=name, size=size, progress=progress, drive=drive,
-                                     checked=sha256 is not None or entry.sha256_prefix is not None)
-            part = _download.part_path(path)
-            digest = _verify_new(entry, part, sha256, size, source)
-            os.replace(part, path)
-            _download.discard_part(part)
-            _download.write_stamp(path, digest)
-            if sha256 is None:
-                _registry.record_lock(entry, digest, path.stat().st_size, url)
+        if force or not path.exists():
+            digest, _ = _download_new(entry, sha256, size, source, progress=progress)
             return _finish(entry, digest)
+        digest = _download.check_file(path, entry.name, sha256, size, entry.sha256_prefix, source)
         if sha256 is None:
-            # A pre-staged file of an entry without any known hash: its hash becomes the reference.
-            _registry.record_lock(entry, digest, path.stat().st_size, f"pre-staged at {path}")
+            # A pre-staged file of an entry without any known hash: its hash becomes the reference,
+            # unless it is our own download of unconfirmed length or an archive that is not whole.
+            why = None
+            if _download.stamped_unconfirmed(path):
+                why = "it was downloaded without a stated length"
+            elif entry.archive:
+                bad = _archive.check_integrity(path, entry.archive)
+                why = None if bad is None else f"the archive fails its integrity check ({bad})"
+            if why is None:
+                _registry.record_lock(entry, digest, path.stat().st_size, f"pre-staged at {path}")
+            else:
+                _not_recorded(entry, path, digest, why)
         return _finish(entry, digest)
+
+
+def forget(name: str) -> dict[str, Any] | None:
+    """Drop the hash recorded for ``name`` in the lock file and its local verification stamp.
+
+    Returns the dropped lock record, or None if there was none.  The file itself is kept: the next
+    ``fetch(name)`` records it anew (as pre-staged), ``fetch(name, force=True)`` downloads it again.
+    """
+    entry = _registry.get(name)
+    path = entry.path
+    if not path.parent.is_dir():
+        return _registry.forget_lock(entry)
+    with _file_lock(path):
+        rec = _registry.forget_lock(entry)
+        _download.remove_stamp(path)
+    return rec
 
 
 def _state(entry: Entry) -> tuple[str, int | None, str]:
@@ -147,7 +221,8 @@ def _state(entry: Entry) -> tuple[str, int | None, str]:
         return "corrupt", actual_size, f"sha256 {digest[:12]}... != {sha256[:12]}..."
     if entry.sha256_prefix and not digest.startswith(entry.sha256_prefix):
         return "corrupt", actual_size, f"sha256 does not start with {entry.sha256_prefix}"
-    note = "" if sha256 else "hash not yet recorded"
+    note = "" if sha256 else ("hash not recorded (download of unconfirmed length)"
+                              if _download.stamped_unconfirmed(path) else "hash not yet recorded")
     if entry.archive:
         done = _archive.is_extracted(path, entry.extract_dir, digest)
         note = ", ".join(x for x in (note, "extracted" if done else "not extracted") if x)
@@ -162,11 +237,12 @@ def status(names: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """
     table = _registry.entries()
     rows = []
+    alias = _registry.aliases(table)
     for name in (sorted(table) if names is None else names):
-        if name not in table:
+        if name not in table and name not in alias:
             from dpir.errors import UnknownNameError
-            raise UnknownNameError("download", name, table)
-        e = table[name]
+            raise UnknownNameError("download", name, [*table, *alias])
+        e = table[alias.get(name, name)]
         state, size, note = _state(e)
         rows.append({"name": name, "kind": e.kind, "path": str(e.path), "state": state, "size": size,
                      "expected_size": _registry.expected(e)[1], "note": note})

@@ -1,31 +1,87 @@
-"""Safe, idempotent extraction of zip and tar archives.
+"""Safe, bounded, idempotent extraction of zip and tar archives.
 
 Safety: every member is checked BEFORE anything is written; an absolute name, a ``..`` component,
 a drive letter, a link (tar symlink/hardlink, zip entry with a symlink mode) or a device/FIFO makes
 the whole archive refused, so nothing can land outside the target folder.  Members are copied by
 hand (never ``extractall``), so file modes, owners and link semantics of the archive are ignored.
 
-Idempotence: the archive is unpacked into a hidden temporary folder beside the target, its top-level
-entries are then moved into the target (replacing leftovers of an interrupted run), and only then is
+Size (zip/tar bombs): what an archive may unpack to is bounded by the registry entry's
+``unpacked_size`` when it declares one, otherwise by :data:`MAX_RATIO` times the archive's size and
+at most :data:`MAX_BYTES` (environment overrides: $DPIR_EXTRACT_MAX_RATIO, $DPIR_EXTRACT_MAX_BYTES).
+The sizes the members declare are summed before anything is written, and the bytes actually written
+are counted while extracting (headers can lie); either going over refuses the archive, and the
+temporary folder is removed, so nothing half-extracted is left.
+
+Idempotence: the archive is unpacked into a hidden temporary folder beside its top-level entries,
+which are then renamed into the target (replacing leftovers of an interrupted run), and only then is
 the marker ``<target>/.complete-<archive name>`` written, holding the archive's SHA-256 and the
 top-level entries.  Several archives may share one target folder (the DIV2K HR and LR zips unpack
-side by side), hence one marker per archive.  Without a matching marker a folder is never taken as
-complete: it is extracted again.
+side by side, and the LR x2/x3/x4 zips even share ``DIV2K_valid_LR_bicubic/``), hence one marker per
+archive, and extraction is per archive: a top-level entry that another archive's marker names is
+merged into file by file and never removed, so one archive never deletes another's files.  Without a
+matching marker a folder is never taken as complete: it is extracted again.
+
+:func:`check_integrity` reads a whole archive (zip CRCs, every tar member and the compressed stream's
+own checksum): ``dpir fetch`` uses it to confirm a download whose length the server did not state.
 """
 from __future__ import annotations
 
+import fcntl
+import glob
+import hashlib
 import json
 import os
 import re
 import shutil
 import stat
 import tarfile
+import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
 from dpir.errors import DpirError
 
 MARKER_PREFIX = ".complete-"
+#: unpacked bytes allowed per byte of archive when the registry declares no ``unpacked_size``
+MAX_RATIO = 100.0
+#: unpacked bytes allowed for any archive without a declared ``unpacked_size`` (256 GiB)
+MAX_BYTES = 256 * 2**30
+CHUNK = 1 << 20
+
+
+def _env_number(var: str, default: float, kind: type) -> float:
+    value = os.environ.get(var)
+    if not value:
+        return default
+    try:
+        n = kind(value)
+    except ValueError:
+        n = -1
+    if n <= 0:
+        raise DpirError(f"${var}={value!r} must be a positive {'integer' if kind is int else 'number'}; "
+                        f"fix or unset it")
+    return n
+
+
+def size_limit(archive: Path, declared: int | None = None) -> tuple[int, str]:
+    """(most bytes ``archive`` may unpack to, what that limit is) -- see the module docstring."""
+    if declared is not None:
+        return declared, "the unpacked_size its registry entry declares"
+    ratio = _env_number("DPIR_EXTRACT_MAX_RATIO", MAX_RATIO, float)
+    cap = int(_env_number("DPIR_EXTRACT_MAX_BYTES", MAX_BYTES, int))
+    by_ratio = int(ratio * archive.stat().st_size)
+    if by_ratio <= cap:
+        return by_ratio, (f"{ratio:g} times the archive's size; raise $DPIR_EXTRACT_MAX_RATIO or declare "
+                          f"unpacked_size in the registry if the archive is genuine")
+    return cap, ("the absolute cap; raise $DPIR_EXTRACT_MAX_BYTES or declare unpacked_size in the "
+                 "registry if the archive is genuine")
+
+
+class _TooBig(Exception):
+    pass
 
 
 def marker_path(dest: Path, archive: Path) -> Path:
@@ -84,16 +140,54 @@ def _plan_tar(archive: Path, tf: tarfile.TarFile) -> list[tuple[tuple[str, ...],
     return plan
 
 
+def _declared_size(member: object) -> int:
+    return member.file_size if isinstance(member, zipfile.ZipInfo) else member.size
+
+
 def _open_archive(archive: Path, kind: str):
     try:
         if kind == "zip":
             return zipfile.ZipFile(archive)
         if kind == "tar":
             return tarfile.open(archive, "r:*")
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as e:
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error) as e:
         raise DpirError(f"{archive} is not a readable {kind} archive ({e}); delete it and fetch it "
                         f"again") from None
     raise DpirError(f"unknown archive type {kind!r} for {archive}; use zip or tar")
+
+
+_READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, zlib.error)
+
+
+def check_integrity(archive: Path, kind: str) -> str | None:
+    """Read all of ``archive``; None if it is whole, else what is wrong (one line).
+
+    zip: every member's CRC (``ZipFile.testzip``); the central directory sits at the end, so a cut
+    file does not even open.  tar: every member is read, then the rest of the (compressed) stream,
+    so gzip/bz2/xz verify their own checksums, and the end-of-archive blocks must be there.
+    """
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(archive) as zf:
+                bad = zf.testzip()
+            return None if bad is None else f"member {bad!r} fails its CRC check"
+        if kind != "tar":
+            return f"unknown archive type {kind!r}"
+        with tarfile.open(archive, "r:*") as tf:
+            for m in tf:
+                if m.isfile():
+                    fh = tf.extractfile(m)
+                    while fh.read(CHUNK):
+                        pass
+            tf.fileobj.seek(tf.offset)
+            end = tf.fileobj.read(2 * tarfile.BLOCKSIZE)
+            while tf.fileobj.read(CHUNK):
+                pass
+        if end != b"\0" * (2 * tarfile.BLOCKSIZE):
+            return "the end-of-archive blocks are missing (the file is cut short)"
+        return None
+    except _READ_ERRORS as e:
+        return f"{type(e).__name__}: {e}"
 
 
 def _remove(path: Path) -> None:
@@ -103,19 +197,105 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def extract(archive: Path, dest: Path, *, digest: str, kind: str) -> Path:
-    """Extract ``archive`` into ``dest`` once; return ``dest``.  See the module docstring."""
+def _copy_bounded(src, fh, budget: int) -> int:
+    """Copy ``src`` to ``fh``; raise :class:`_TooBig` as soon as more than ``budget`` bytes come."""
+    n = 0
+    while block := src.read(min(CHUNK, budget - n + 1)):
+        n += len(block)
+        if n > budget:
+            raise _TooBig
+        fh.write(block)
+    return n
+
+
+@contextmanager
+def _dest_lock(dest: Path) -> Iterator[None]:
+    """One archive at a time moves its files into ``dest`` (the flock file lives in the temp dir)."""
+    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"dpir-extract-{key}.flock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _claimed_by_others(dest: Path, archive: Path) -> set[str]:
+    """Top-level entries of ``dest`` that the marker of another archive names."""
+    claimed: set[str] = set()
+    own = marker_path(dest, archive).name
+    for m in dest.glob(f"{MARKER_PREFIX}*"):
+        if m.name == own or re.search(r"\.tmp\d+$", m.name):
+            continue            # our own marker, or another one being written
+        try:
+            rec = json.loads(m.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("entries"), list):
+            claimed.update(e for e in rec["entries"] if isinstance(e, str))
+    return claimed
+
+
+def _merge(archive: Path, src: Path, dst: Path, dest: Path) -> None:
+    """Move ``src`` onto ``dst`` file by file; nothing already at ``dst`` is removed."""
+    if not (dst.exists() or dst.is_symlink()):
+        os.replace(src, dst)
+    elif src.is_dir() and dst.is_dir() and not dst.is_symlink():
+        for child in sorted(src.iterdir()):
+            _merge(archive, child, dst / child.name, dest)
+    elif not src.is_dir() and not dst.is_dir():
+        os.replace(src, dst)        # the same file in two archives: the later one's copy
+    else:
+        what = "folder" if dst.is_dir() else "file"
+        raise DpirError(f"cannot extract {archive} into {dest}: {dst.relative_to(dest)} is a {what} there, "
+                        f"from another archive extracted into the same folder, but not in this archive; "
+                        f"give the registry entries different extract_to folders")
+
+
+def _install(archive: Path, dest: Path, tmp: Path, top: list[str]) -> None:
+    """Rename the extracted top-level entries into ``dest``, never removing another archive's files."""
+    marker = marker_path(dest, archive)
+    if marker.exists():
+        marker.unlink()             # from here on, this archive is not "extracted" until the end
+    claimed = _claimed_by_others(dest, archive)
+    for name in top:
+        src, dst = tmp / name, dest / name
+        if name in claimed and (dst.exists() or dst.is_symlink()):
+            _merge(archive, src, dst, dest)
+        else:
+            _remove(dst)            # leftovers of an interrupted run of this archive
+            os.replace(src, dst)
+
+
+def extract(archive: Path, dest: Path, *, digest: str, kind: str, max_bytes: int | None = None) -> Path:
+    """Extract ``archive`` into ``dest`` once; return ``dest``.  See the module docstring.
+
+    ``max_bytes`` is the registry entry's ``unpacked_size`` (None: the ratio limit and cap apply).
+    """
     archive, dest = Path(archive), Path(dest)
     if is_extracted(archive, dest, digest):
         return dest
     with _open_archive(archive, kind) as ar:
-        plan = _plan_zip(archive, ar) if kind == "zip" else _plan_tar(archive, ar)
+        limit, why = size_limit(archive, max_bytes)
+        try:
+            plan = _plan_zip(archive, ar) if kind == "zip" else _plan_tar(archive, ar)
+        except _READ_ERRORS as e:
+            raise DpirError(f"{archive} could not be read ({type(e).__name__}: {e}); delete it and fetch "
+                            f"it again") from None
+        declared = sum(_declared_size(m) for _, m, is_dir in plan if not is_dir)
+        if declared > limit:
+            raise DpirError(f"refusing to extract {archive}: its members declare {declared} bytes unpacked, "
+                            f"more than the limit of {limit} ({why}). Nothing was extracted")
+        created = not dest.exists()
         dest.mkdir(parents=True, exist_ok=True)
+        for stale in dest.glob(f".extract-{glob.escape(archive.name)}.tmp*"):
+            _remove(stale)          # a killed earlier run (we hold the archive's lock)
         tmp = dest / f".extract-{archive.name}.tmp{os.getpid()}"
-        _remove(tmp)
         tmp.mkdir()
+        done = False
         try:
             root = tmp.resolve()
+            written = 0
             for parts, member, is_dir in plan:
                 out = tmp.joinpath(*parts)
                 # Defence in depth: the checked name must still resolve inside the temporary folder.
@@ -128,18 +308,28 @@ def extract(archive: Path, dest: Path, *, digest: str, kind: str) -> Path:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 src = ar.open(member) if kind == "zip" else ar.extractfile(member)
                 with src, open(out, "wb") as fh:
-                    shutil.copyfileobj(src, fh, 1 << 20)
+                    written += _copy_bounded(src, fh, limit - written)
             top = sorted(p.name for p in tmp.iterdir())
-            for name in top:
-                _remove(dest / name)
-                os.replace(tmp / name, dest / name)
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as e:
+            with _dest_lock(dest):
+                _install(archive, dest, tmp, top)
+                marker = marker_path(dest, archive)
+                tmp_marker = marker.with_name(marker.name + f".tmp{os.getpid()}")
+                tmp_marker.write_text(json.dumps({"archive": archive.name, "sha256": digest,
+                                                  "entries": top}))
+                os.replace(tmp_marker, marker)
+            done = True
+        except _TooBig:
+            raise DpirError(f"refusing to extract {archive}: it unpacks to more than the limit of {limit} "
+                            f"bytes ({why}) although its members declare {declared}. Nothing was "
+                            f"extracted") from None
+        except _READ_ERRORS as e:
             raise DpirError(f"{archive} could not be extracted ({type(e).__name__}: {e}); delete it and "
                             f"fetch it again") from None
         finally:
             _remove(tmp)
-    marker = marker_path(dest, archive)
-    tmp_marker = marker.with_name(marker.name + f".tmp{os.getpid()}")
-    tmp_marker.write_text(json.dumps({"archive": archive.name, "sha256": digest, "entries": top}))
-    os.replace(tmp_marker, marker)
+            if created and not done:
+                try:
+                    dest.rmdir()
+                except OSError:
+                    pass
     return dest

@@ -9,7 +9,11 @@ this is the minimal streaming code instead:
   ``.part`` for the next run, a longer/different one is an error and nothing is kept;
 * the SHA-256 is checked, a mismatch deletes the ``.part`` and raises :class:`DpirError` naming
   the file, the expected and the actual hash;
-* only then is the ``.part`` renamed onto the target (atomic on one filesystem).
+* only then is the ``.part`` renamed onto the target (atomic on one filesystem), so a file already
+  there (``dpir fetch --force``) survives a failed download;
+* :func:`download` says whether the length of the transfer was confirmed (a Content-Length or
+  Content-Range total that the body matched, or a known expected size): a body that simply ended
+  without either may be a cut-short transfer, whose hash must never become the recorded reference.
 
 Google Drive (best effort, no extra dependency): ``https://drive.google.com/uc?export=download&id=<id>``;
 for large files Drive answers with an HTML "cannot scan for viruses" page whose form carries the
@@ -29,7 +33,7 @@ import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from dpir.errors import DpirError
 
@@ -90,23 +94,47 @@ def _stamp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.sha256")
 
 
-def write_stamp(path: Path, sha256: str) -> None:
+def write_stamp(path: Path, sha256: str, *, unconfirmed: bool = False) -> None:
+    """Record (sha256, size, mtime) of ``path``; ``unconfirmed`` marks a download of unconfirmed length."""
     st = path.stat()
     tmp = _stamp_path(path).with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    rec = {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    if unconfirmed:
+        rec["unconfirmed_length"] = True
+    tmp.write_text(json.dumps(rec))
     os.replace(tmp, _stamp_path(path))
 
 
-def stamped_sha256(path: Path) -> str | None:
-    """The hash recorded for ``path`` if the file is unchanged since it was verified."""
+def remove_stamp(path: Path) -> bool:
+    """Delete the verification stamp of ``path``; True if there was one."""
+    stamp = _stamp_path(path)
+    if stamp.exists():
+        stamp.unlink()
+        return True
+    return False
+
+
+def _stamp(path: Path) -> dict | None:
     try:
         rec = json.loads(_stamp_path(path).read_text())
         st = path.stat()
     except (OSError, ValueError):
         return None
-    if rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
-        return rec.get("sha256")
+    if isinstance(rec, dict) and rec.get("size") == st.st_size and rec.get("mtime_ns") == st.st_mtime_ns:
+        return rec
     return None
+
+
+def stamped_sha256(path: Path) -> str | None:
+    """The hash recorded for ``path`` if the file is unchanged since it was verified."""
+    rec = _stamp(path)
+    return rec.get("sha256") if rec else None
+
+
+def stamped_unconfirmed(path: Path) -> bool:
+    """True if ``path`` is, unchanged, a download whose length could not be confirmed."""
+    rec = _stamp(path)
+    return bool(rec and rec.get("unconfirmed_length"))
 
 
 def file_sha256(path: Path) -> str:
@@ -118,18 +146,28 @@ def file_sha256(path: Path) -> str:
     return digest
 
 
+def forget_hint(name: str, source: str) -> str:
+    """The advice appended to a refusal whose expected value came from the lock file."""
+    if not source.startswith("recorded in "):
+        return ""
+    return (f"; if the value {source} is the wrong one (a bad first download), run `dpir fetch --forget "
+            f"{name}` and then `dpir fetch --force {name}`")
+
+
 def check_file(path: Path, name: str, sha256: str | None, size: int | None,
                sha256_prefix: str | None = None, source: str = "published") -> str:
     """Verify an existing file; return its SHA-256 or raise :class:`DpirError` saying what differs."""
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
-        raise DpirError(f"{path} ({name}) has {actual_size} bytes, expected {size}: delete it and run "
-                        f"`dpir fetch {name}` again (or pre-stage the right file)")
+        raise DpirError(f"{path} ({name}) has {actual_size} bytes, expected {size} ({source}): delete it "
+                        f"and run `dpir fetch {name}` again (or pre-stage the right file)"
+                        f"{forget_hint(name, source)}")
     digest = file_sha256(path)
     if sha256 is not None and digest != sha256:
         raise DpirError(f"{path} ({name}) has sha256 {digest}, expected {sha256} "
                         f"({source}): delete it and run "
-                        f"`dpir fetch {name}` again (or pre-stage the right file)")
+                        f"`dpir fetch {name}` again (or pre-stage the right file)"
+                        f"{forget_hint(name, source)}")
     if sha256_prefix is not None and not digest.startswith(sha256_prefix):
         raise DpirError(f"{path} ({name}) has sha256 {digest}, which does not start with "
                         f"{sha256_prefix} as its published file name says: delete it and fetch again")
@@ -231,11 +269,20 @@ def _stream(resp: http.client.HTTPResponse, out: BinaryIO, have: int, total: int
     return have
 
 
-def download(urls: list[str], dest: Path, *, name: str, size: int | None, progress: bool = True,
-             drive: set[str] = frozenset(), checked: bool = True) -> str:
-    """Download to ``<dest>.part`` (resuming it if present); return the URL that served the file.
+class Downloaded(NamedTuple):
+    url: str                 # the URL that served the file
+    length_confirmed: bool   # the body matched a Content-Length/Content-Range total or the expected size
 
-    The ``.part`` is left in place for the caller to verify and rename.  ``drive`` holds the URLs that
+
+def download(urls: list[str], dest: Path, *, name: str, size: int | None, progress: bool = True,
+             drive: set[str] = frozenset(), checked: bool = True, hint: str = "",
+             command: str | None = None) -> Downloaded:
+    """Download to ``<dest>.part`` (resuming it if present); return the URL and whether the length of
+    the transfer was confirmed (see :class:`Downloaded`).
+
+    The ``.part`` is left in place for the caller to verify and rename; ``dest`` itself is never
+    touched.  ``hint`` is appended to a size-mismatch error (where the expected size came from);
+    ``command`` is the command an interrupted transfer is resumed with (``dpir fetch NAME``).  ``drive`` holds the URLs that
     are Google Drive endpoints (their HTML warning page is followed once).  A ``.part`` is resumed
     with ``If-Range`` when the server gave an ETag/Last-Modified; without one, and when no hash will
     check the result (``checked=False``), it is restarted: splicing two upstream versions together
@@ -243,6 +290,7 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
     """
     part = part_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
+    command = command or f"dpir fetch {name}"
     errors: list[str] = []
     for url in urls:
         attempts = 0
@@ -253,7 +301,8 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
                 discard_part(part)
                 have = 0
             if size is not None and have == size:
-                return url      # a complete .part from an earlier run: nothing left to fetch
+                # a complete .part from an earlier run: nothing left to fetch
+                return Downloaded(url, True)
             try:
                 resp = _open(url, have, validator)
                 ctype = resp.headers.get("Content-Type", "")
@@ -295,10 +344,10 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
                     discard_part(part)
                     raise DpirError(f"{url} offers {total} bytes for {dest.name} but {size} are "
                                     f"expected: the file changed upstream or the URL is wrong; "
-                                    f"nothing was kept")
+                                    f"nothing was kept{hint}")
                 with open(part, mode) as out:
                     try:
-                        _stream(resp, out, have, total, dest.name, progress)
+                        got = _stream(resp, out, have, total, dest.name, progress)
                     except _Interrupted as e:
                         attempts += 1
                         if attempts <= RESUME_ATTEMPTS:
@@ -306,8 +355,8 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
                         got = part.stat().st_size
                         raise DpirError(
                             f"download of {dest.name} from {url} was interrupted ({e}) after {got} bytes; "
-                            f"the partial file {part} is kept: run `dpir fetch {name}` again to resume"
+                            f"the partial file {part} is kept: run `{command}` again to resume"
                         ) from None
-            return url
+            return Downloaded(url, size is not None or (total is not None and got == total))
     raise DpirError(f"could not download {dest.name} ({name}): {'; '.join(errors)}. Without network, "
                     f"put the file at {dest} and run `dpir fetch {name}` to verify it")

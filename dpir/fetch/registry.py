@@ -11,7 +11,13 @@ Targets are written with a root placeholder so that an offline cluster can pre-s
 
 Where no checksum is published, the SHA-256 (and size) of the first verified download is recorded in
 ``registry.lock.json`` (override the location with $DPIR_REGISTRY_LOCK) and enforced from then on;
-commit that file so every machine of a project checks the same bytes.
+commit that file so every machine of a project checks the same bytes.  A download counts as verified
+only when its length was confirmed (Content-Length matched, or an archive passed its own integrity
+check); ``dpir fetch --forget NAME`` drops a record that turned out to be wrong.
+
+An entry may list ``aliases``: further names ``dpir fetch`` accepts for it (the metric weights names
+that ``dpir.metrics.weights.fetch_command`` prints, such as ``lpips_alex``).  ``unpacked_size``
+(optional) bounds what an archive may unpack to; without it a compression-ratio limit applies.
 """
 from __future__ import annotations
 
@@ -55,6 +61,8 @@ class Entry:
     archive: Literal["zip", "tar"] | None = None
     extract_to: str | None = None
     hf_ref: str | None = None
+    unpacked_size: int | None = None
+    aliases: tuple[str, ...] = ()
     description: str = ""
     homepage: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -69,21 +77,35 @@ class Entry:
         return resolve(self.extract_to) if self.extract_to else None
 
 
+def _env_dir(var: str, default: Path) -> Path:
+    """The folder named by environment variable ``var`` (else ``default``), refused if it is a file."""
+    value = os.environ.get(var)
+    path = Path(value) if value else default
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        named = f"${var}={value}" if value else f"the default {path} (${var} is unset)"
+        raise DpirError(f"{named} is not a folder: {probe} is a file. Point {var} at a folder "
+                        f"(or move that file away)")
+    return path
+
+
 def root_dir(root: str) -> Path:
     """The directory a ``{root}`` placeholder stands for, read from the environment at call time."""
     env = os.environ
     if root == "data":
-        return Path(env.get("DPIR_DATA") or Path.cwd() / "data" / "downloads")
+        return _env_dir("DPIR_DATA", Path.cwd() / "data" / "downloads")
     if root == "weights":
-        return Path(env.get("DPIR_WEIGHTS") or Path.cwd() / "data" / "weights")
-    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        return _env_dir("DPIR_WEIGHTS", Path.cwd() / "data" / "weights")
+    cache = _env_dir("XDG_CACHE_HOME", Path.home() / ".cache")
     if root == "torch_hub":
         # Same rule as torch.hub.get_dir() (without importing torch): $TORCH_HOME/hub.
-        return Path(env.get("TORCH_HOME") or cache / "torch") / "hub"
+        return _env_dir("TORCH_HOME", cache / "torch") / "hub"
     if root == "hf_hub":
         if env.get("HF_HUB_CACHE"):
-            return Path(env["HF_HUB_CACHE"])
-        return Path(env.get("HF_HOME") or cache / "huggingface") / "hub"
+            return _env_dir("HF_HUB_CACHE", Path())
+        return _env_dir("HF_HOME", cache / "huggingface") / "hub"
     raise DpirError(f"unknown root {{{root}}} in {REGISTRY_PATH}; use one of {', '.join(ROOTS)}")
 
 
@@ -111,9 +133,14 @@ def _entry(raw: dict[str, Any], source: Path) -> Entry:
     sha = raw.get("sha256")
     if sha is not None and not _HEX64.match(sha):
         raise DpirError(f"{where}: sha256 must be 64 lower-case hex digits or null (got {sha!r})")
-    size = raw.get("size")
-    if size is not None and (not isinstance(size, int) or size < 0):
-        raise DpirError(f"{where}: size must be a non-negative integer or null (got {size!r})")
+    for key in ("size", "unpacked_size"):
+        size = raw.get(key)
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+            raise DpirError(f"{where}: {key} must be a non-negative integer or null (got {size!r})")
+    aliases = raw.get("aliases") or []
+    if not isinstance(aliases, list) or not all(isinstance(a, str) and re.match(r"^[a-z0-9_]+$", a)
+                                                for a in aliases):
+        raise DpirError(f"{where}: aliases must be a list of lower_snake_case names (got {aliases!r})")
     if not raw.get("urls") and not raw.get("gdrive_id"):
         raise DpirError(f"{where}: needs at least one of 'urls' or 'gdrive_id'")
     for key in ("target", "extract_to", "hf_ref"):
@@ -124,6 +151,7 @@ def _entry(raw: dict[str, Any], source: Path) -> Entry:
                                 f"{', '.join('{' + r + '}' for r in ROOTS)} and stay below it")
     kwargs = {k: v for k, v in raw.items() if k in known}
     kwargs["urls"] = tuple(raw.get("urls") or ())
+    kwargs["aliases"] = tuple(aliases)
     return Entry(**kwargs, extra={k: v for k, v in raw.items() if k not in known})
 
 
@@ -133,27 +161,68 @@ def entries() -> dict[str, Entry]:
         doc = json.loads(Path(REGISTRY_PATH).read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise DpirError(f"cannot read the download registry {REGISTRY_PATH}: {e}") from None
+    raw_entries = doc.get("entries", []) if isinstance(doc, dict) else None
+    if not isinstance(raw_entries, list) or not all(isinstance(r, dict) for r in raw_entries):
+        raise DpirError(f"{REGISTRY_PATH}: expected {{\"entries\": [{{...}}, ...]}}; restore it from "
+                        f"version control")
     out: dict[str, Entry] = {}
-    for raw in doc.get("entries", []):
+    for raw in raw_entries:
         e = _entry(raw, Path(REGISTRY_PATH))
         if e.name in out:
             raise DpirError(f"{REGISTRY_PATH}: entry {e.name!r} is listed twice")
         out[e.name] = e
+    taken = set(out)
+    for e in out.values():
+        for a in e.aliases:
+            if a in taken:
+                raise DpirError(f"{REGISTRY_PATH}: alias {a!r} of entry {e.name!r} is already a name or "
+                                f"an alias of another entry; rename it")
+            taken.add(a)
     return out
 
 
+def aliases(table: dict[str, Entry] | None = None) -> dict[str, str]:
+    """Alias -> entry name, for every alias in the registry."""
+    table = entries() if table is None else table
+    return {a: e.name for e in table.values() for a in e.aliases}
+
+
 def get(name: str) -> Entry:
+    """The entry called ``name`` (or having ``name`` as an alias)."""
     table = entries()
-    if name not in table:
-        raise UnknownNameError("download", name, table)
-    return table[name]
+    if name in table:
+        return table[name]
+    alias = aliases(table)
+    if name in alias:
+        return table[alias[name]]
+    raise UnknownNameError("download", name, [*table, *alias])
 
 
 # ---------------------------------------------------------------------------------------------
 # Lock file: hashes recorded on first verified download of files without a published checksum.
 
+LOCK_FIX = ("restore it from version control (git checkout -- FILE) or delete it; hashes are then "
+            "recorded again on the next verified download")
+
+
 def lock_path() -> Path:
-    return Path(os.environ.get("DPIR_REGISTRY_LOCK") or DEFAULT_LOCK_PATH)
+    value = os.environ.get("DPIR_REGISTRY_LOCK")
+    path = Path(value) if value else DEFAULT_LOCK_PATH
+    if value and path.is_dir():
+        raise DpirError(f"$DPIR_REGISTRY_LOCK={value} is a folder, not a file: point it at a JSON file "
+                        f"such as {path / 'registry.lock.json'} (or unset it to use {DEFAULT_LOCK_PATH})")
+    probe = path.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        named = f"$DPIR_REGISTRY_LOCK={value}" if value else f"the registry lock {path}"
+        raise DpirError(f"{named} cannot be created: {probe} is a file, not a folder. Point "
+                        f"DPIR_REGISTRY_LOCK at a file in an existing folder")
+    return path
+
+
+def _lock_error(path: Path, why: str) -> DpirError:
+    return DpirError(f"{path} is not a valid registry lock ({why}); {LOCK_FIX.replace('FILE', str(path))}")
 
 
 def read_lock() -> dict[str, dict[str, Any]]:
@@ -161,16 +230,29 @@ def read_lock() -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     try:
-        doc = json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise _lock_error(path, "not UTF-8 text") from None
+    except OSError as e:
+        raise DpirError(f"cannot read the registry lock {path} ({e.strerror or e}); fix its permissions "
+                        f"or point DPIR_REGISTRY_LOCK at a readable file") from None
+    if not text.strip():
+        raise _lock_error(path, "the file is empty")
+    try:
+        doc = json.loads(text)
     except json.JSONDecodeError as e:
-        raise DpirError(f"{path} is not valid JSON ({e}); restore it from version control") from None
-    return doc.get("files", {})
+        raise _lock_error(path, f"invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    files = doc.get("files", {}) if isinstance(doc, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(r, dict) and isinstance(r.get("sha256"), str) and _HEX64.match(r["sha256"])
+            for r in files.values()):
+        raise _lock_error(path, 'expected {"files": {NAME: {"sha256": <64 hex digits>, ...}}}')
+    return files
 
 
 @contextmanager
 def _locked(path: Path) -> Iterator[None]:
     # The flock file lives in the temp dir so the (committed) folder of the lock stays clean.
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
     with open(Path(tempfile.gettempdir()) / f"dpir-registry-lock-{key}.flock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -178,6 +260,22 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_lock(path: Path, files: dict[str, dict[str, Any]]) -> None:
+    doc = {"about": "SHA-256 of files whose publisher gives none, recorded by `dpir fetch` on the "
+                    "first verified download and enforced afterwards. Commit this file.",
+           "files": dict(sorted(files.items()))}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp.exists():
+            tmp.unlink()
+        raise DpirError(f"cannot write the registry lock {path} ({e.strerror or e}); point "
+                        f"DPIR_REGISTRY_LOCK at a writable file") from None
 
 
 def record_lock(entry: Entry, sha256: str, size: int, url: str) -> None:
@@ -188,15 +286,27 @@ def record_lock(entry: Entry, sha256: str, size: int, url: str) -> None:
         old = files.get(entry.name)
         if old and old.get("sha256") != sha256:
             raise DpirError(f"{path} already records sha256 {old.get('sha256')} for {entry.name!r}, "
-                            f"not {sha256}; delete that record only if you trust the new file")
+                            f"not {sha256}; if you trust the new file run `dpir fetch --forget "
+                            f"{entry.name}` first")
         files[entry.name] = {"sha256": sha256, "size": size, "url": url,
                              "recorded": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        doc = {"about": "SHA-256 of files whose publisher gives none, recorded by `dpir fetch` on the "
-                        "first verified download and enforced afterwards. Commit this file.",
-               "files": dict(sorted(files.items()))}
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
+        _write_lock(path, files)
+
+
+def forget_lock(entry: Entry) -> dict[str, Any] | None:
+    """Drop the recorded hash of ``entry`` from the lock file; return the dropped record (or None)."""
+    path = lock_path()
+    with _locked(path):
+        files = read_lock()
+        old = files.pop(entry.name, None)
+        if old is not None:
+            _write_lock(path, files)
+    return old
+
+
+def from_lock(source: str) -> bool:
+    """True if an ``expected()`` source says the hash/size came from the lock (not from a publisher)."""
+    return source.startswith("recorded in ")
 
 
 def expected(entry: Entry) -> tuple[str | None, int | None, str]:

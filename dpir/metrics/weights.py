@@ -1,7 +1,8 @@
 """Weights files that metrics read, where they are cached, and how to get them.
 
-Each entry is named (the name is what ``dpir fetch <name>`` takes) and lives at a fixed path under
-torch's hub directory (``$TORCH_HOME/hub``, see ``torch.hub.get_dir()``): the same place the
+Each entry is named (the name is what ``dpir fetch <name>`` takes: an alias of the registry entry in
+``dpir/fetch/registry.json`` that downloads exactly this file, e.g. ``lpips_alex`` for
+``lpips_alexnet``) and lives at a fixed path under torch's hub directory (``$TORCH_HOME/hub``, see ``torch.hub.get_dir()``): the same place the
 upstream libraries look, so a cache filled by torchvision or pyiqa on another machine works as is.
 Metrics only ever look at these files; they never download.  Fetching is the job of ``dpir fetch``
 (which can use :attr:`WeightsFile.url` and :attr:`WeightsFile.sha256_prefix`).
@@ -55,6 +56,7 @@ def first_line(e: BaseException) -> str:
 
 
 def fetch_command(name: str) -> str:
+    """The command that fetches weights ``name`` (a registry alias; tests/reliability checks each one)."""
     return f"dpir fetch {name}"
 
 
