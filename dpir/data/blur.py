@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from dpir import rng
 from dpir.errors import DpirError
+from dpir.data.images import ImageTooSmall
 
 # Per-trajectory constants of Boracchi & Foi's generator: centripetal pull 0.7 * U, impulsive-shake
 # frequency 0.2 * U, Gaussian jitter 10 * U (U ~ uniform(0, 1)).  Their default anxiety, 0.1 * U, makes
@@ -157,7 +158,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, noise_sigma: float, generator: t
     C, H, W = x.shape
     ph, pw = kernel.shape[0] // 2, kernel.shape[1] // 2
     if ph >= H or pw >= W:
-        raise DpirError(f"image {H}x{W} is too small for a {kernel.shape[0]}x{kernel.shape[1]} blur kernel "
+        raise ImageTooSmall(f"image {H}x{W} is too small for a {kernel.shape[0]}x{kernel.shape[1]} blur kernel "
                         f"(reflect padding needs the image larger than half the kernel); use a smaller "
                         f"kernel_size or larger images")
     xp = F.pad(x[None].float(), (pw, pw, ph, ph), mode="reflect")

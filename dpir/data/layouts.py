@@ -26,6 +26,7 @@ import io
 import pickle
 import re
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from dpir.data.images import SkippedFile, special_file_kind
 from dpir.errors import DpirError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -57,8 +59,24 @@ class BurstSample:
     meta: Path
 
 
+def _regular(p: Path) -> bool:
+    """True for a regular file (or a link to one); a named pipe, device or socket is skipped with a
+    warning naming it, without being opened (reading a FIFO would block forever)."""
+    if p.is_file():
+        return True
+    special = special_file_kind(p)
+    if special is not None and special != "a folder":
+        warnings.warn(f"skipping {p}: it is {special}, not a regular file", SkippedFile, stacklevel=3)
+    return False
+
+
+def _missing(f: Path, what: str) -> str:
+    special = special_file_kind(f)
+    return f"{f} is {special}, not a regular file ({what})" if special else f"{f} is missing ({what})"
+
+
 def _pngs(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.glob("*.png")) if p.is_file()}
+    return {p.stem: p for p in sorted(folder.glob("*.png")) if _regular(p)}
 
 
 def _need_dir(path: Path, what: str, fix: str) -> Path:
@@ -179,12 +197,11 @@ def syntheticburst_val(root: str | Path, burst_size: int = 14) -> list[BurstSamp
         frames = [d / f"im_raw_{i:02d}.png" for i in range(burst_size)]
         for f in frames:
             if not f.is_file():
-                raise DpirError(f"{f} is missing (frame of burst {d.name}); re-extract SyntheticBurstVal")
+                raise DpirError(f"{_missing(f, f'frame of burst {d.name}')}; re-extract SyntheticBurstVal")
         gt, meta = gt_root / d.name / "im_rgb.png", gt_root / d.name / "meta_info.pkl"
         for f in (gt, meta):
             if not f.is_file():
-                raise DpirError(f"{f} is missing (ground truth of burst {d.name}); re-extract "
-                                f"SyntheticBurstVal")
+                raise DpirError(f"{_missing(f, f'ground truth of burst {d.name}')}; re-extract SyntheticBurstVal")
         out.append(BurstSample(d.name, frames, gt, meta))
     if not out:
         raise DpirError(f"no bursts found in {bursts}")
@@ -273,7 +290,7 @@ def zurich_raw2rgb(root: str | Path, split: Literal["train", "test"] = "train") 
         root = _step_into(root, name)
     canon = _need_dir(root / split / "canon", "Zurich RAW-to-RGB canon",
                       f"expected <root>/{split}/canon/<n>.jpg; run `dpir fetch zurich_raw2rgb`")
-    jpgs = sorted((p for p in canon.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg")),
+    jpgs = sorted((p for p in canon.iterdir() if p.suffix.lower() in (".jpg", ".jpeg") and _regular(p)),
                   key=_numeric_first)
     if not jpgs:
         raise DpirError(f"no JPG images in {canon}: re-extract zurich-raw-to-rgb.zip")

@@ -95,11 +95,13 @@ def _loader(pair: Pair, with_lq: bool) -> Loader:
 
 
 def _items(pairs: list[Pair], with_lq: bool) -> list[tuple[str, Loader]]:
-    items = [(flat_id(p.id), _loader(p, with_lq)) for p in pairs]
-    ids = [i for i, _ in items]
-    if len(set(ids)) != len(ids):
-        raise DpirError("two images map to the same id after flattening '/' to '__'; rename the files")
-    return items
+    seen: dict[str, Pair] = {}
+    for p in pairs:
+        other = seen.setdefault(flat_id(p.id), p)
+        if other is not p:
+            raise DpirError(f"{other.gt} and {p.gt} both give image id {flat_id(p.id)!r} (ids {other.id!r} and "
+                            f"{p.id!r}, '/' flattened to '__'); rename one of them")
+    return [(flat_id(p.id), _loader(p, with_lq)) for p in pairs]
 
 
 def source_images(ds_cfg: dict, split: str, task_cfg: dict | None = None) -> list[tuple[str, Loader]]:

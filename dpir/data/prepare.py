@@ -12,12 +12,26 @@ the same layout (:func:`write_official_burst`), so restore and score treat both 
 Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every conversion and skip,
 and the report repeats them.  The manifest is written last and atomically, so a folder without a
 manifest is never taken for a complete one.
+
+Publishing is safe against concurrent runs and crashes (:func:`publish_dir`): everything, manifest
+last, is written into a fresh folder private to this process (``.<dataset>.tmp-<host>-<pid>-*`` beside
+the target), which then replaces ``<data_dir>/<task>/<dataset>`` under an exclusive lock
+(``.<dataset>.lock``): the old folder is renamed aside to ``.<dataset>.old``, the new one renamed in,
+the old one deleted.  Two runs of the same (task, dataset) build side by side and publish one after
+the other, each a complete result; a crash at any point leaves the old or the new complete folder,
+and the next prepare (or the next read of the manifest) puts back an old folder stranded between the
+two renames and deletes the private folders of dead processes.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import os
 import shutil
+import socket
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,12 +42,13 @@ from dpir import paths
 from dpir.checkpoint import atomic_write_text
 from dpir.data import bundled
 from dpir.data.degrade import mod_crop
-from dpir.data.images import SkippedFile, list_images, read_image, to_rgb_float, write_png
+from dpir.data.images import ImageTooSmall, SkippedFile, list_images, read_image, to_rgb_float, write_png
 from dpir.data.paper import TRAIN_ONLY_KINDS, RawBurst
 from dpir.errors import DpirError, UnknownNameError
 from dpir.tasks import observe, prepare_burst_image, write_pair
 
 log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"      # the file name of paths.manifest
 
 
 def centre_crop(x: torch.Tensor, size: int | None, align: int = 1) -> tuple[torch.Tensor, int, int]:
@@ -61,12 +76,25 @@ def _source_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]
         def load_file(p):
             notes: list[str] = []
             return read_image(p, notes), notes, None
-        return [(p.stem, (lambda p=p: load_file(p))) for p in list_images(ds[key])]
+        files = list_images(ds[key])
+        _check_unique_ids(files)
+        return [(p.stem, (lambda p=p: load_file(p))) for p in files]
     if kind in ("div2k", "gopro", "hide", "syntheticburst", "zurich"):
         from dpir.data.paper import source_images
 
         return source_images(ds, split, task)
     raise DpirError(f"unknown dataset kind {kind!r}")
+
+
+def _check_unique_ids(files: list[Path]) -> None:
+    """Every image of a folder dataset is stored as ``<stem>.png``: two files with one stem (``a.png``,
+    ``a.jpg``) would silently overwrite each other, so stop and name both."""
+    seen: dict[str, Path] = {}
+    for p in files:
+        if p.stem in seen:
+            raise DpirError(f"{seen[p.stem]} and {p} both give image id {p.stem!r} (prepared images are stored as "
+                            f"<id>.png); rename one of them")
+        seen[p.stem] = p
 
 
 def write_official_burst(split_dir: Path, image_id: str, frames: torch.Tensor, gt_linear: torch.Tensor,
@@ -100,6 +128,19 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
         raise UnknownNameError("dataset", dataset_name, config["datasets"])
     ds = config["datasets"][dataset_name]
     root = paths.prepared(config, task_name, dataset_name)
+    _check_data_dir(root)
+    recover_dir(root)
+    work = _private_dir(root)
+    try:
+        manifest = _prepare_into(work, ds, task, task_name, dataset_name, splits)
+        publish_dir(work, root)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)       # nothing left when published, a failed attempt otherwise
+    return manifest
+
+
+def _prepare_into(work: Path, ds: dict, task: dict, task_name: str, dataset_name: str, splits) -> dict:
+    """Write the prepared splits and, last, the manifest into the empty folder ``work``; return the manifest."""
     scale = task.get("scale", 1)
     manifest: dict = {"task": task_name, "dataset": dataset_name, "dataset_config": ds, "kind": task["kind"],
                       "scale": scale, "degradation": task.get("degradation", {}), "splits": {}, "skipped": [],
@@ -108,9 +149,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
         items = _source_images(ds, split, task)
         if split == "test" and ds.get("max_test_images"):
             items = items[: ds["max_test_images"]]
-        split_dir = root / split
-        tmp_dir = root / f".{split}.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        split_dir = work / split
         ids, sizes = [], {}
         for image_id, loader in items:
             try:
@@ -122,9 +161,9 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
             if task["kind"] == "burst":  # RAW bursts: their own crop, synthesis and layout (dpir.tasks)
                 try:
                     if isinstance(lq, RawBurst):    # official bursts: stored as they are, gt stays linear
-                        size, burst_notes = write_official_burst(tmp_dir, image_id, lq.frames, gt, lq.meta)
+                        size, burst_notes = write_official_burst(split_dir, image_id, lq.frames, gt, lq.meta)
                     else:
-                        size, burst_notes = prepare_burst_image(tmp_dir, image_id, torch.round(gt * 255) / 255,
+                        size, burst_notes = prepare_burst_image(split_dir, image_id, torch.round(gt * 255) / 255,
                                                                 task, split,
                                                                 ds.get("test_crop") if split == "test" else None)
                 except DpirError as e:
@@ -157,21 +196,118 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
                     raise DpirError(f"{dataset_name}/{image_id}: observation is {tuple(lq.shape[-2:])}, expected "
                                     f"{(gt.shape[-2] // scale, gt.shape[-1] // scale)} for its {tuple(gt.shape[-2:])} target")
             else:
-                lq, extras = observe(task, gt, image_id)
-            write_pair(tmp_dir, image_id, gt, lq, extras)
+                try:
+                    lq, extras = observe(task, gt, image_id)
+                except ImageTooSmall as e:        # e.g. smaller than half the blur kernel: skip, as for SR
+                    msg = f"{image_id}: {e}"
+                    warnings.warn(f"skipping {msg}", SkippedFile, stacklevel=2)
+                    manifest["skipped"].append({"id": image_id, "split": split, "reason": msg})
+                    continue
+            write_pair(split_dir, image_id, gt, lq, extras)
             ids.append(image_id)
             sizes[image_id] = [int(gt.shape[-2]), int(gt.shape[-1])]
             _record_notes(manifest, dataset_name, image_id, notes)
-        shutil.rmtree(split_dir, ignore_errors=True)
-        if ids:
-            tmp_dir.rename(split_dir)
-        else:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
+        if not ids:
+            shutil.rmtree(split_dir, ignore_errors=True)
         manifest["splits"][split] = {"ids": ids, "sizes": sizes}
     if not manifest["splits"].get("test", {}).get("ids") and "test" in splits and ds["kind"] not in TRAIN_ONLY_KINDS:
         raise DpirError(f"dataset {dataset_name!r} has no usable test image; check its path and the warnings above")
-    atomic_write_text(paths.manifest(config, task_name, dataset_name), json.dumps(manifest, indent=2))
+    atomic_write_text(work / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
+
+
+# --- publishing a prepared folder: private build, atomic rename under a lock, crash recovery -------------
+# Not specific to prepare (restore/score/train folders could be published the same way).
+
+def _check_data_dir(root: Path) -> None:
+    """The prepared folder's nearest existing ancestor must be a folder, else ``mkdir`` fails with a traceback."""
+    p = root
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if p.exists() and not p.is_dir():
+        raise DpirError(f"config key data_dir: {p} is a file, not a folder, so {root} cannot be created; set "
+                        f"data_dir to a folder (e.g. --set data_dir=data/prepared) or move the file away")
+
+
+def _side(target: Path, what: str) -> Path:
+    return target.with_name(f".{target.name}.{what}")
+
+
+def _private_prefix(target: Path) -> str:
+    # host and pid name the owner, so a later run can tell a dead process's leftovers from a live build
+    return f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _private_dir(target: Path) -> Path:
+    """A new, empty folder beside ``target`` (same file system: renames are atomic) for this process only."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=_private_prefix(target)))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(work, 0o777 & ~umask)      # mkdtemp makes it 0700; the published folder gets the usual mode
+    return work
+
+
+@contextlib.contextmanager
+def target_lock(target: Path):
+    """Exclusive ``flock`` on ``.<name>.lock`` beside ``target``, blocking until it is free.  The lock file
+    stays (deleting it would let two processes lock different files); the kernel drops the lock when the
+    holder exits, so a crashed process never leaves it held."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(_side(target, "lock"), "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # someone else's live process
+        return True
+    return True
+
+
+def _recover_locked(target: Path) -> None:
+    old = _side(target, "old")
+    if old.exists():
+        if target.exists():             # the new folder is in place: the old one is leftover (crash while deleting)
+            shutil.rmtree(old, ignore_errors=True)
+        else:                           # crash between the two renames: put the old complete folder back
+            log.warning("%s: restoring the previous result %s left by an interrupted run", target, old)
+            os.replace(old, target)
+    host = socket.gethostname()
+    for p in target.parent.glob(f".{target.name}.tmp-{host}-*"):
+        pid = p.name[len(f".{target.name}.tmp-{host}-"):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def recover_dir(target: Path) -> None:
+    """Undo what an interrupted :func:`publish_dir` left behind (see the module docstring); cheap when
+    there is nothing to do.  Folders of other hosts are left alone: their processes cannot be checked."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return
+    with target_lock(target):
+        _recover_locked(target)
+
+
+def publish_dir(src: Path, target: Path) -> None:
+    """Replace the folder ``target`` by the complete folder ``src`` (same parent), so that ``target`` is
+    always either the old or the new complete folder, or missing with the old one at ``.<name>.old``
+    (put back by :func:`recover_dir`).  Concurrent publishers take turns under :func:`target_lock`."""
+    old = _side(target, "old")
+    with target_lock(target):
+        _recover_locked(target)
+        if target.exists():
+            os.replace(target, old)     # POSIX rename: atomic; fails only if `old` exists (removed above)
+        os.replace(src, target)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _record_notes(manifest: dict, dataset_name: str, image_id: str, notes: list[str]) -> None:
@@ -183,6 +319,8 @@ def _record_notes(manifest: dict, dataset_name: str, image_id: str, notes: list[
 
 def read_manifest(config: dict, task: str, dataset: str) -> dict:
     path = paths.manifest(config, task, dataset)
+    if not path.exists() and _side(path.parent, "old").exists():
+        recover_dir(path.parent)        # a prepare interrupted while publishing: its previous result is back
     if not path.exists():
         raise DpirError(f"{path} is missing: run `dpir prepare --task {task} --dataset {dataset}` first")
     return json.loads(Path(path).read_text())
