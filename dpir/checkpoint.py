@@ -4,6 +4,10 @@ The JSON holds the architecture name (a key of :data:`dpir.nets.ARCHS`), its con
 arguments, the training config and the step, so a checkpoint is rebuilt without pickled code.
 Training state (optimizer, RNG, step) lives beside it in ``<dir>/state.pt`` while training runs.
 Files are written to a temporary name and renamed, so a crash never leaves a half-written model.
+
+``model.json`` of a trained network records the hash of the training config it was trained with
+(``record.config_hash``, see :func:`training_hash`); :func:`check_trained_for` refuses a checkpoint
+whose hash differs from the config's current entry (trained by hand with other settings).
 """
 from __future__ import annotations
 
@@ -16,18 +20,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from dpir.atomic import atomic_file, atomic_write_text  # atomic_write_text is re-exported: stages import it from here
 from dpir.errors import DpirError
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def save_network(model: nn.Module, directory: str | os.PathLike, arch: str, kwargs: dict[str, Any],
@@ -35,9 +32,8 @@ def save_network(model: nn.Module, directory: str | os.PathLike, arch: str, kwar
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / f".{MODEL_FILE}.tmp{os.getpid()}"
-    save_file(state, str(tmp))
-    os.replace(tmp, directory / MODEL_FILE)
+    with atomic_file(directory / MODEL_FILE) as tmp:
+        save_file(state, str(tmp))
     atomic_write_text(directory / META_FILE,
                       json.dumps({"arch": arch, "kwargs": kwargs, **meta}, indent=2, sort_keys=True, default=str))
 
@@ -92,3 +88,51 @@ def load_network(directory: str | os.PathLike, device: torch.device | str = "cpu
     load_state_strict(model, state, str(path))
     model.to(device).eval().requires_grad_(False)
     return model
+
+
+def train_hash(train_cfg: dict[str, Any], arch: str, kwargs: Any, seed: int) -> str:
+    """The hash of everything that determines a trained network (stored as ``record.config_hash``)."""
+    from dpir.config import config_hash
+
+    return config_hash({"train": train_cfg, "arch": arch, "kwargs": kwargs, "seed": seed})
+
+
+def training_hash(net_cfg: dict[str, Any]) -> str | None:
+    """:func:`train_hash` of a network's config entry; None for a network that is not trained here
+    (``official:`` weights, or no ``train`` section)."""
+    train = net_cfg.get("train")
+    if not train or net_cfg.get("official"):
+        return None
+    return train_hash(train, net_cfg["arch"], net_cfg.get("kwargs"), int(train.get("seed", 0)))
+
+
+def trained_hash(meta: dict[str, Any]) -> str | None:
+    """The training-config hash a checkpoint's ``model.json`` records (None: not trained by ``dpir train``)."""
+    rec = meta.get("record")
+    return rec.get("config_hash") if isinstance(rec, dict) else None
+
+
+def check_trained_for(directory: str | os.PathLike, net_cfg: dict[str, Any], network: str | None = None) -> None:
+    """Refuse the checkpoint in ``directory`` when it was not trained with the config entry ``net_cfg``.
+
+    A network trained by hand with other settings (``dpir train --set networks.X.train.steps=400``)
+    would otherwise be reused silently by a workflow whose config says otherwise.  Networks that are
+    not trained here (``official:``, no ``train`` section) are not checked; a missing checkpoint is
+    left to :func:`load_network`'s own message."""
+    expected = training_hash(net_cfg)
+    if expected is None or not (Path(directory) / META_FILE).exists():
+        return
+    meta = read_meta(directory)
+    found = trained_hash(meta)
+    if found == expected:
+        return
+    name = network or Path(directory).name
+    if meta.get("official_source"):
+        what = "holds imported official weights"
+    elif found is None:
+        what = "records no training config hash"
+    else:
+        what = f"was trained with training config hash {found}"
+    raise DpirError(f"network {name!r} at {directory} {what}, but the config's `networks.{name}` entry hashes "
+                    f"to {expected} (trained by hand with other settings?): retrain it with "
+                    f"`dpir train --network {name}` (or delete {directory} and let snakemake retrain it)")

@@ -3,14 +3,33 @@
 Writes ``<out>/restored/<task>/<dataset>/<method>/seed<k>/<id>.png`` and ``run.json`` (cost and
 provenance).  Burst task: the observations are the RAW bursts under ``test/burst/`` and the method
 gets each burst's metadata (``restore(y, generator, meta=[meta])``) to return sRGB.  Image ``i`` gets
-the generator seeded by ``(seed, id)`` (:mod:`dpir.rng`), so the numbers do not depend on the batch, the shard or the order.  Output goes to a temporary folder
-that replaces the old one only when every image is done: an interrupted run never destroys a
-finished one.
+the generator seeded by ``(seed, id)`` (:mod:`dpir.rng`), so the numbers do not depend on the batch,
+the shard, the order or on an interruption.
+
+Reliability (each point is tested):
+
+- **One writer per run.**  A restore holds an exclusive lock (``.seed<k>.lock`` beside the run folder,
+  :func:`dpir.atomic.exclusive_lock`) from its first output to its last; a duplicate (a job left
+  running after Snakemake was killed, then a re-run) waits, then returns the run the first one
+  finished when it matches its own settings.
+- **Resume per image.**  Finished images go to ``seed<k>.partial/``: the PNG, then ``<id>.done.json``
+  with its NFE, time and FLOPs (``resume.json`` holds the settings key).  An interrupted run (Ctrl-C,
+  SIGTERM from a SLURM time limit, an error) keeps them, and the next run with the same settings
+  (method and task config, seed, shard, networks, prepared data, device) restores only the rest; other
+  settings discard them.  FLOPs are counted on the first image restored (stored with it).
+- **Crash-safe replacement.**  The finished run is assembled in a folder unique to the process and
+  swapped in (:func:`dpir.atomic.swap_in`); after a crash at any point the old or the new complete run
+  exists, and the next restore (or score) puts the old one back (:func:`dpir.atomic.recover`).
+- **Checked networks.**  A network whose ``model.json`` was trained with another training config than
+  the config's entry is refused (:func:`dpir.checkpoint.check_trained_for`).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -18,7 +37,9 @@ from pathlib import Path
 import torch
 
 from dpir import paths
-from dpir.checkpoint import atomic_write_text
+from dpir.atomic import (atomic_write_text, exclusive_lock, file_stamp, is_complete, recover, swap_in,
+                         unique_temp_dir)
+from dpir.checkpoint import MODEL_FILE, check_trained_for, read_meta, trained_hash
 from dpir.config import config_hash, method_config, resolve_device, task_config
 from dpir.data.images import read_image, write_png
 from dpir.data.prepare import read_manifest
@@ -31,14 +52,27 @@ from dpir.rng import make_generator
 log = logging.getLogger(__name__)
 
 
+class _CheckedContext(BuildContext):
+    """A :class:`BuildContext` whose networks must have been trained with the config's entry."""
+
+    def checkpoint(self, network: str) -> str:
+        path = super().checkpoint(network)
+        nets = self.config.get("networks") or {}
+        if network in nets:
+            check_trained_for(path, nets[network], network)
+        self.__dict__.setdefault("used", {})[network] = path
+        return path
+
+
 def build(config: dict, task: str, method: str):
     tcfg = task_config(config, task)
     mcfg = method_config(config, task, method)
     device = resolve_device(config)
-    ctx = BuildContext(task_name=task, task=tcfg, networks_dir=str(Path(config["out"]) / "networks"),
-                       device=device, config=config)
+    ctx = _CheckedContext(task_name=task, task=tcfg, networks_dir=str(Path(config["out"]) / "networks"),
+                          device=device, config=config)
     m = build_method(mcfg, ctx).to(device).eval()
     m.name = method
+    m.checkpoints = dict(getattr(ctx, "used", {}))  # network name -> folder, for the resume key
     if config.get("tile"):
         from dpir.tiling import wrap_for_tiling
 
@@ -75,10 +109,171 @@ def _observations(root: Path, tcfg: dict, mcfg: dict, m, method: str, ids: list[
     return load
 
 
+DONE = ".done.json"          # <id>.done.json in the partial folder: that image is finished
+RESUME = "resume.json"       # the settings key of the partial folder
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"K/N"`` -> ``(K, N)`` with ``0 <= K < N``; anything else is a one-line error."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not m:
+        raise DpirError(f"--shard expects K/N, shard K of N with whole numbers 0 <= K < N (e.g. --shard 0/4), "
+                        f"got {text!r}")
+    return check_shard((int(m.group(1)), int(m.group(2))), text)
+
+
+def check_shard(shard, given=None) -> tuple[int, int]:
+    try:
+        k, n = shard
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (k, n)) and 0 <= k < n
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise DpirError(f"--shard K/N needs whole numbers 0 <= K < N (shards are numbered 0 to N-1), "
+                        f"got {given if given is not None else shard!r}")
+    return k, n
+
+
+def check_shard_count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DpirError(f"--merge-shards N needs the number of shards N >= 1 (the N of --shard K/N), got {n!r}")
+    return n
+
+
+def shard_dir(out_dir: Path, k: int, n: int) -> Path:
+    return out_dir.with_name(f"{out_dir.name}.shard{k}of{n}")
+
+
+def partial_dir(out_dir: Path) -> Path:
+    return out_dir.with_name(f"{out_dir.name}.partial")
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _network_stamps(m) -> dict:
+    """What identifies the networks a method loaded: their training hash and file version."""
+    out = {}
+    for name, folder in sorted(getattr(m, "checkpoints", {}).items()):
+        try:
+            meta = read_meta(folder)
+        except DpirError:
+            meta = {}
+        stamp = file_stamp(Path(folder) / MODEL_FILE)
+        out[name] = [trained_hash(meta) or meta.get("official_sha256"), list(stamp[1:]) if stamp else None]
+    return out
+
+
+def _run_key(config, tcfg, mcfg, man, m, device, seed, shard) -> str:
+    """Everything the pixels of a run depend on: images restored under another key are not reused."""
+    return config_hash({
+        "method_config_hash": config_hash(mcfg), "task_config_hash": config_hash(tcfg), "seed": seed,
+        "shard": list(shard) if shard else None, "png_bits": int(config.get("png_bits", 8)),
+        "tile": config.get("tile"), "tile_overlap": config.get("tile_overlap") if config.get("tile") else None,
+        "device": device.type, "networks": _network_stamps(m), "manifest": config_hash(man)})
+
+
+def _open_partial(partial: Path, key: str, ids: list[str]) -> dict[str, dict]:
+    """The finished images (id -> per-image record) of ``partial`` when it was written under ``key``;
+    a folder of other settings is deleted.  Call with the run's lock held."""
+    if partial.exists():
+        try:
+            stored = json.loads((partial / RESUME).read_text()).get("key")
+        except (OSError, ValueError, AttributeError):
+            stored = None
+        if stored != key:
+            n = len(list(partial.glob("*" + DONE)))
+            if n:
+                log.info("discarding %d finished images in %s: they were restored with other settings", n, partial)
+            shutil.rmtree(partial)
+    if not partial.exists():
+        partial.mkdir(parents=True)
+        atomic_write_text(partial / RESUME, json.dumps({"key": key}))
+        return {}
+    for f in partial.glob(".*"):            # half-written files of a killed run
+        if f.is_file():
+            f.unlink(missing_ok=True)
+    done = {}
+    for image_id in ids:
+        f = partial / f"{image_id}{DONE}"
+        if f.is_file() and (partial / f"{image_id}.png").is_file():
+            try:
+                done[image_id] = json.loads(f.read_text())
+            except ValueError:
+                f.unlink(missing_ok=True)
+    return done
+
+
+def _finished_run(out_dir: Path, key: str, ids: list[str]) -> dict | None:
+    """The record of a complete run in ``out_dir`` restored under ``key``, else None."""
+    try:
+        rec = json.loads((out_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(rec, dict) or rec.get("run_key") != key or rec.get("images") != ids:
+        return None
+    if not all((out_dir / f"{i}.png").is_file() for i in ids):
+        return None
+    return rec
+
+
+def _restore_one(m, y, g, extra, device, with_flops: bool) -> tuple[torch.Tensor, dict]:
+    flops = flops_size = None
+    with torch.no_grad(), count_nfe(m) as counter:
+        if with_flops:  # FLOPs of the first image, counted during its real restoration
+            with count_flops() as fc:
+                t0 = time.perf_counter()
+                x = m.restore(y, g, **extra)
+                dt = time.perf_counter() - t0
+            flops = int(fc.get_total_flops()) if m.flops_counted else None
+            flops_size = list(y.shape[-2:])
+        else:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            x = m.restore(y, g, **extra)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+    return x, {"nfe": counter.total, "nfe_groups": counter.by_group(), "seconds": dt,
+               "under_flop_counter": with_flops, "flops": flops, "flops_input_size": flops_size}
+
+
+def _cost(method: str, ids: list[str], done: dict[str, dict]) -> dict:
+    """NFE, FLOPs and timing of a run from its per-image records."""
+    infos = [done[i] for i in ids]
+    if not infos:
+        return {"nfe": None, "nfe_groups": None, "flops_per_image": None, "flops_input_size": None,
+                "seconds_per_image": None, "seconds": [], "timing_note": "no images (an empty shard)"}
+    groups = infos[0]["nfe_groups"]
+    for image_id, inf in zip(ids, infos):
+        if inf["nfe_groups"] != groups:
+            raise RuntimeError(f"{method}: NFE differs between images ({groups} vs {inf['nfe_groups']} for {image_id})")
+    counted = [(i, inf) for i, inf in zip(ids, infos) if inf["under_flop_counter"]]
+    seconds = [inf["seconds"] for inf in infos if not inf["under_flop_counter"]]
+    if not seconds:
+        seconds, note = [inf["seconds"] for _, inf in counted], "single image, timed under the FLOP counter (slower)"
+    elif counted and counted[0][0] == ids[0]:
+        note = "mean over images 2..n (image 1 runs under the FLOP counter)"
+    else:
+        note = (f"mean over the images not timed under the FLOP counter (image {counted[0][0]})" if counted
+                else "mean over all images")
+    first = counted[0][1] if counted else {}
+    return {"nfe": infos[0]["nfe"], "nfe_groups": groups, "flops_per_image": first.get("flops"),
+            "flops_input_size": first.get("flops_input_size"), "seconds_per_image": sum(seconds) / len(seconds),
+            "seconds": seconds, "timing_note": note}
+
+
 def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: int, *, progress: bool = True,
                     shard: tuple[int, int] | None = None) -> dict:
     from tqdm import tqdm
 
+    if shard is not None:
+        shard = check_shard(shard)
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
     m, mcfg, tcfg, device = build(config, task, method)
     man = read_manifest(config, task, dataset)
@@ -86,100 +281,137 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
     limit = mcfg.get("max_images")
     if limit:
         ids = ids[:limit]
+    if not ids:
+        raise DpirError(f"{paths.manifest(config, task, dataset)} lists no test images: nothing to restore; check "
+                        f"`datasets.{dataset}` in the config and run `dpir prepare --task {task} --dataset {dataset}`")
     if shard is not None:
         k, n = shard
-        ids = ids[k::n]
+        ids = ids[k::n]             # may be empty (more shards than images): an empty, valid shard
     root = paths.prepared(config, task, dataset) / "test"
     load = _observations(root, tcfg, mcfg, m, method, ids)    # checks every burst file before any output
     out_dir = paths.restored_dir(config, task, dataset, method, seed)
     if shard is not None:
-        out_dir = out_dir.with_name(f"{out_dir.name}.shard{shard[0]}of{shard[1]}")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    seconds, nfe, nfe_groups, flops, flops_size = [], None, None, None, None
-    try:
-        for n, image_id in enumerate(tqdm(ids, desc=f"{method}/seed{seed}", disable=not progress, mininterval=2.0)):
-            y, extra = load(image_id)
-            y = y[None].to(device)
-            g = [make_generator(seed, image_id)]
-            with torch.no_grad(), count_nfe(m) as counter:
-                if n == 0:  # FLOPs of the first image, counted during its real restoration
-                    with count_flops() as fc:
-                        t0 = time.perf_counter()
-                        x = m.restore(y, g, **extra)
-                        first_time = time.perf_counter() - t0
-                    flops = int(fc.get_total_flops()) if m.flops_counted else None
-                    flops_size = list(y.shape[-2:])
-                else:
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    t0 = time.perf_counter()
-                    x = m.restore(y, g, **extra)
-                    if device.type == "cuda":
-                        torch.cuda.synchronize()
-                    seconds.append(time.perf_counter() - t0)
-            groups = counter.by_group()
-            if nfe_groups is None:
-                nfe_groups, nfe = groups, counter.total
-            elif groups != nfe_groups:
-                raise RuntimeError(f"{method}: NFE differs between images ({nfe_groups} vs {groups})")
-            write_png(tmp / f"{image_id}.png", x[0], bits=int(config.get("png_bits", 8)))
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # never leave a half-written run behind
-        raise
-    timing_note = "mean over images 2..n (image 1 runs under the FLOP counter)"
-    if not seconds:
-        seconds, timing_note = [first_time], "single image, timed under the FLOP counter (slower)"
-    record = {
-        "schema": 1, "task": task, "dataset": dataset, "method": method, "seed": seed,
-        "kind": mcfg["kind"], "label": mcfg.get("label", method), "method_config": mcfg,
-        "method_config_hash": config_hash(mcfg), "task_config_hash": config_hash(tcfg),
-        "stochastic": bool(m.stochastic), "images": ids, "n_images": len(ids),
-        "image_seed_rule": "sha256(f'{seed}:{image_id}')[:8] (dpir.rng.image_seed)",
-        "nfe": nfe, "nfe_groups": nfe_groups, "nfe_note": m.nfe_note,
-        "params_total": count_params(m.modules()), "params_trained": count_params(m.trained_modules()),
-        "flops_per_image": flops, "flops_input_size": flops_size,
-        "seconds_per_image": sum(seconds) / len(seconds), "seconds": seconds, "timing_note": timing_note,
-        "peak_rss_mib": round(peak_rss_mib(), 1), "peak_cuda_mib": peak_cuda_mib(device),
-        "png_bits": int(config.get("png_bits", 8)), "shard": shard,
-        "tiled_modules": getattr(m, "tiled_modules", None), "tile": config.get("tile"),
-        "provenance": provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
-    }
-    atomic_write_text(tmp / "run.json", json.dumps(record, indent=2))
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+        out_dir = shard_dir(out_dir, *shard)
+    key = _run_key(config, tcfg, mcfg, man, m, device, seed, shard)
+    bits = int(config.get("png_bits", 8))
+    before = file_stamp(out_dir / "run.json")
+    with exclusive_lock(out_dir, f"the restore of {out_dir}") as waited:
+        if waited and file_stamp(out_dir / "run.json") != before:
+            rec = _finished_run(out_dir, key, ids)
+            if rec is not None:
+                log.info("%s was restored by another process while this one waited: keeping its result", out_dir)
+                return rec
+        recover(out_dir)
+        partial = partial_dir(out_dir)
+        done = _open_partial(partial, key, ids)
+        todo = [i for i in ids if i not in done]
+        if done:
+            log.info("resuming %s: %d of %d images are already restored in %s", out_dir.name, len(done), len(ids),
+                     partial)
+        flops_on = None if any(d.get("under_flop_counter") for d in done.values()) else (todo[0] if todo else None)
+        groups = next(iter(done.values()))["nfe_groups"] if done else None
+        try:
+            for image_id in tqdm(todo, desc=f"{method}/seed{seed}", disable=not progress, mininterval=2.0):
+                y, extra = load(image_id)
+                y = y[None].to(device)
+                x, info = _restore_one(m, y, [make_generator(seed, image_id)], extra, device, image_id == flops_on)
+                if groups is None:
+                    groups = info["nfe_groups"]
+                elif info["nfe_groups"] != groups:
+                    raise RuntimeError(f"{method}: NFE differs between images ({groups} vs {info['nfe_groups']})")
+                write_png(partial / f"{image_id}.png", x[0], bits=bits)
+                atomic_write_text(partial / f"{image_id}{DONE}", json.dumps(info))
+                done[image_id] = info
+        except BaseException:
+            if done:
+                log.warning("%d of %d images of %s are kept in %s; the next `dpir restore` with the same settings "
+                            "resumes from them", len(done), len(ids), out_dir.name, partial)
+            else:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        record = {
+            "schema": 1, "task": task, "dataset": dataset, "method": method, "seed": seed,
+            "kind": mcfg["kind"], "label": mcfg.get("label", method), "method_config": mcfg,
+            "method_config_hash": config_hash(mcfg), "task_config_hash": config_hash(tcfg),
+            "stochastic": bool(m.stochastic), "images": ids, "n_images": len(ids),
+            "image_seed_rule": "sha256(f'{seed}:{image_id}')[:8] (dpir.rng.image_seed)",
+            **_cost(method, ids, done), "nfe_note": m.nfe_note,
+            "params_total": count_params(m.modules()), "params_trained": count_params(m.trained_modules()),
+            "peak_rss_mib": round(peak_rss_mib(), 1), "peak_cuda_mib": peak_cuda_mib(device),
+            "png_bits": bits, "shard": list(shard) if shard else None,
+            "tiled_modules": getattr(m, "tiled_modules", None), "tile": config.get("tile"),
+            "run_key": key, "resumed_images": len(ids) - len(todo),
+            "provenance": provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
+        }
+        _publish(out_dir, record, [(partial / f"{i}.png", f"{i}.png") for i in ids])
+        shutil.rmtree(partial, ignore_errors=True)
     return record
+
+
+def _publish(out_dir: Path, record: dict, files: list[tuple[Path, str]]) -> None:
+    """Assemble ``files`` and ``run.json`` in a folder unique to this process, then swap it in."""
+    tmp = unique_temp_dir(out_dir)
+    try:
+        for src, name in files:
+            _link_or_copy(src, tmp / name)
+        atomic_write_text(tmp / "run.json", json.dumps(record, indent=2))
+        swap_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)   # gone once swapped in; a failed assembly leaves nothing
 
 
 def merge_shards(config: dict, task: str, dataset: str, method: str, seed: int, n: int) -> dict:
     """Join ``n`` shard folders into the normal output folder (sharding never changes the numbers:
-    every image's noise depends only on (seed, id))."""
+    every image's noise depends only on (seed, id)).  The shards are deleted once the merged run is in
+    place; a merge that finds the merged run already there and its shards consumed returns it."""
+    n = check_shard_count(n)
     out_dir = paths.restored_dir(config, task, dataset, method, seed)
-    shards = [out_dir.with_name(f"{out_dir.name}.shard{k}of{n}") for k in range(n)]
-    for s in shards:
-        if not (s / "run.json").exists():
-            raise DpirError(f"shard {s} is missing or incomplete; run `dpir restore ... --shard {s.name[-4:]}` again")
-    recs = [json.loads((s / "run.json").read_text()) for s in shards]
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    order = read_manifest(config, task, dataset)["splits"]["test"]["ids"]
-    ids = [i for i in order if any(i in r["images"] for r in recs)]
-    for s in shards:
-        for f in s.glob("*.png"):
-            shutil.copy2(f, tmp / f.name)
-    rec = dict(recs[0])
-    rec.update(images=ids, n_images=len(ids), shard=None, merged_from=n,
-               seconds=[t for r in recs for t in r["seconds"]])
-    rec["seconds_per_image"] = sum(rec["seconds"]) / len(rec["seconds"])
-    atomic_write_text(tmp / "run.json", json.dumps(rec, indent=2))
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
-    for s in shards:
-        shutil.rmtree(s)
+    mhash = config_hash(method_config(config, task, method))
+    thash = config_hash(task_config(config, task))
+    shards = [shard_dir(out_dir, k, n) for k in range(n)]
+    with exclusive_lock(out_dir, f"the merge of {out_dir}"), contextlib.ExitStack() as stack:
+        recover(out_dir)
+        for s in shards:
+            stack.enter_context(exclusive_lock(s, f"the restore of {s}"))
+            recover(s)
+        if not all(is_complete(s) for s in shards) and is_complete(out_dir):
+            try:
+                rec = json.loads((out_dir / "run.json").read_text())
+            except ValueError:
+                rec = {}
+            if rec.get("merged_from") == n and rec.get("method_config_hash") == mhash:
+                log.info("%s is already merged from %d shards", out_dir, n)
+                for s in shards:
+                    shutil.rmtree(s, ignore_errors=True)
+                return rec
+        recs = []
+        for k, s in enumerate(shards):
+            fix = f"run `dpir restore --task {task} --dataset {dataset} --method {method} --seed {seed} --shard {k}/{n}`"
+            if not is_complete(s):
+                raise DpirError(f"shard {s} is missing or incomplete; {fix} first")
+            try:
+                r = json.loads((s / "run.json").read_text())
+            except ValueError as e:
+                raise DpirError(f"{s / 'run.json'} is not valid JSON ({e}); {fix} again") from None
+            if not isinstance(r, dict) or r.get("shard") != [k, n] or not isinstance(r.get("images"), list):
+                raise DpirError(f"{s / 'run.json'} is not the run record of shard {k}/{n}; {fix} again")
+            if r.get("method_config_hash") != mhash or r.get("task_config_hash") != thash:
+                raise DpirError(f"shard {s} was restored with other settings (method config hash "
+                                f"{r.get('method_config_hash')}, the config now gives {mhash}); {fix} again")
+            lost = [i for i in r["images"] if not (s / f"{i}.png").is_file()]
+            if lost:
+                raise DpirError(f"{s / (lost[0] + '.png')} (listed in its run.json) is missing; {fix} again")
+            recs.append(r)
+        order = read_manifest(config, task, dataset)["splits"]["test"]["ids"]
+        have = {i for r in recs for i in r["images"]}
+        ids = [i for i in order if i in have]
+        base = next((r for r in recs if r["images"]), recs[0])    # shard 0 holds image 1 (FLOPs, timing note)
+        rec = dict(base)
+        seconds = [t for r in recs for t in r["seconds"]]
+        rec.update(images=ids, n_images=len(ids), shard=None, merged_from=n, seconds=seconds, run_key=None,
+                   seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
+                   resumed_images=sum(int(r.get("resumed_images") or 0) for r in recs))
+        _publish(out_dir, rec, [(s / f"{i}.png", f"{i}.png") for s, r in zip(shards, recs) for i in r["images"]])
+        for s in shards:
+            shutil.rmtree(s)
     return rec

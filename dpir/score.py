@@ -4,6 +4,11 @@ Writes one results JSON per (task, dataset, method, seed) with the per-image sco
 metric preset, the run's cost record and provenance.  Tables and the report are rendered from
 these files only.  A metric that cannot be computed here (weights not cached, no network) is
 recorded as unavailable with the reason and the command that fixes it, never as a number.
+
+The results file is written atomically through a temporary name unique per process and thread
+(:func:`dpir.atomic.atomic_write_text`), so two scorings of the same run never share a file.
+:func:`load_scores` checks that every file is a results record (valid JSON is not enough) and names
+the file and the command that rewrites it.
 """
 from __future__ import annotations
 
@@ -14,12 +19,16 @@ from pathlib import Path
 import torch
 
 from dpir import paths
-from dpir.checkpoint import atomic_write_text
+from dpir.atomic import atomic_write_text, exclusive_lock, old_path, recover
 from dpir.config import config_hash, task_config
 from dpir.data.images import read_image
 from dpir.errors import DpirError, MetricUnavailable
 
 SCHEMA_VERSION = 1
+#: the keys of run.json that scoring reads
+RUN_KEYS = ("images", "label", "kind", "stochastic", "png_bits", "n_images", "method_config", "method_config_hash",
+            "provenance", "nfe", "nfe_groups", "nfe_note", "params_total", "params_trained", "flops_per_image",
+            "flops_input_size", "seconds_per_image", "timing_note", "peak_rss_mib", "peak_cuda_mib")
 DEFAULT_METRICS = ["psnr_y", "ssim_y", "lpips_alex", "topiq_delta"]
 
 
@@ -31,10 +40,19 @@ def score_run(config: dict, task: str, dataset: str, method: str, seed: int) -> 
     tcfg = task_config(config, task)
     run_dir = paths.restored_dir(config, task, dataset, method, seed)
     run_path = run_dir / "run.json"
+    if not run_path.exists() and old_path(run_dir).exists():
+        with exclusive_lock(run_dir, f"the restore of {run_dir}"):
+            recover(run_dir)    # a restore interrupted while replacing its previous run: that one is back
+    again = f"run `dpir restore --task {task} --dataset {dataset} --method {method} --seed {seed}`"
     if not run_path.exists():
-        raise DpirError(f"{run_path} is missing: run `dpir restore --task {task} --dataset {dataset} "
-                        f"--method {method} --seed {seed}` first")
-    run = json.loads(run_path.read_text())
+        raise DpirError(f"{run_path} is missing: {again} first")
+    try:
+        run = json.loads(run_path.read_text())
+    except ValueError as e:
+        raise DpirError(f"{run_path} is not valid JSON ({e}); {again} again") from None
+    lacking = [k for k in RUN_KEYS if not isinstance(run, dict) or k not in run]
+    if lacking:
+        raise DpirError(f"{run_path} is not a run record (no {', '.join(lacking[:4])}); {again} again")
     gt_dir = paths.prepared(config, task, dataset) / "test" / "gt"
     names = tcfg.get("metrics") or DEFAULT_METRICS
     opts = metric_options(tcfg)
@@ -90,12 +108,79 @@ def _preset(name: str, opts: dict):
 
 
 def load_scores(out: str | Path, task: str | None = None) -> list[dict]:
+    """Every results record under ``<out>/scores`` (of ``task``), each checked by :func:`check_record`."""
     root = Path(out) / "scores"
     files = sorted(root.glob(f"{task or '*'}/*/*/seed*.json"))
     records = []
     for f in files:
+        fix = _rescore_hint(f, root)
         try:
-            records.append(json.loads(f.read_text()))
-        except json.JSONDecodeError as e:
-            raise DpirError(f"results file {f} is not valid JSON ({e}); delete it and run `dpir score` again") from None
+            rec = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise DpirError(f"results file {f} is not valid JSON ({e}); {fix}") from None
+        problem = check_record(rec, f.relative_to(root).parts)
+        if problem:
+            raise DpirError(f"results file {f} is not a results record ({problem}); {fix}")
+        records.append(rec)
     return records
+
+
+def _rescore_hint(f: Path, root: Path) -> str:
+    task, dataset, method, name = f.relative_to(root).parts
+    return (f"delete it and run `dpir score --task {task} --dataset {dataset} --method {method} "
+            f"--seed {name[len('seed'):-len('.json')]}` again")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_record(rec, where: tuple[str, ...] | None = None) -> str | None:
+    """What makes ``rec`` unusable as a results record (the keys tables and the report read), or None.
+
+    ``where``: the (task, dataset, method, seed<k>.json) parts of its path, which it must match."""
+    if not isinstance(rec, dict):
+        return f"a JSON {type(rec).__name__}, not an object"
+    missing = [k for k in ("task", "dataset", "method", "seed", "label", "metrics", "cost", "n_images", "images")
+               if k not in rec]
+    if missing:
+        return "no " + ", ".join(f"`{k}`" for k in missing)
+    schema = rec.get("schema", SCHEMA_VERSION)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema > SCHEMA_VERSION:
+        return f"`schema` {schema!r}: written by another version of dpir (this one reads schema {SCHEMA_VERSION})"
+    for k in ("task", "dataset", "method", "label"):
+        if not isinstance(rec[k], str):
+            return f"`{k}` is {rec[k]!r}, not a string"
+    if not isinstance(rec["seed"], int) or isinstance(rec["seed"], bool):
+        return f"`seed` is {rec['seed']!r}, not an integer"
+    if not isinstance(rec["images"], list) or not isinstance(rec["n_images"], int):
+        return "`images` must be a list and `n_images` an integer"
+    if where is not None:
+        task, dataset, method, name = where
+        if (rec["task"], rec["dataset"], rec["method"], f"seed{rec['seed']}.json") != (task, dataset, method, name):
+            return (f"it records the run {rec['task']}/{rec['dataset']}/{rec['method']} seed {rec['seed']}, "
+                    f"not the one its path names")
+    metrics = rec["metrics"]
+    if not isinstance(metrics, dict):
+        return "`metrics` is not a mapping"
+    for name, e in metrics.items():
+        if not isinstance(e, dict) or not isinstance(e.get("available"), bool):
+            return f"`metrics.{name}` has no `available` flag"
+        need = ("mean", "per_image") if e["available"] else ("reason", "fix")
+        lacking = [k for k in ("lower_better", "convention", *need) if k not in e]
+        if lacking:
+            return f"`metrics.{name}` has no " + ", ".join(f"`{k}`" for k in lacking)
+        if e["available"] and (not _is_number(e["mean"]) or not isinstance(e["per_image"], dict)):
+            return f"`metrics.{name}`: `mean` must be a number and `per_image` a mapping"
+    cost = rec["cost"]
+    if not isinstance(cost, dict):
+        return "`cost` is not a mapping"
+    for k in ("params_total", "params_trained", "seconds_per_image"):
+        if not _is_number(cost.get(k)):
+            return f"`cost.{k}` is {cost.get(k)!r}, not a number"
+    if "nfe" not in cost:
+        return "no `cost.nfe`"
+    prov = rec.get("provenance")
+    if prov is not None and not (isinstance(prov, dict) and isinstance(prov.get("git"), dict) and "date" in prov):
+        return "`provenance` lacks `git` or `date`"
+    return None

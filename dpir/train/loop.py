@@ -3,7 +3,14 @@
 Resume is exact: the training state (weights, Adam moments, LR schedule, both generators, step)
 is saved every ``checkpoint_every`` steps to ``state.pt``; a restarted run continues from it and
 ends with bit-identical weights to an uninterrupted run (tested).  A state saved for a different
-training config is not resumed (the config hash is stored with it) but discarded with a warning.
+training config is not resumed (the config hash is stored with it) but deleted with a warning, and a
+finished run leaves no ``state.pt`` behind.
+
+``dpir train`` holds an exclusive lock on the network (``networks/.<network>.lock``) for the whole run:
+a second ``dpir train`` of the same network waits, then returns the checkpoint the first one finished
+(when it matches the config) instead of writing the same files at the same time.  A checkpoint
+trained with another training config is retrained, never reused (the log says so); the networks a
+trainer loads (frozen backbones) are checked the same way (:func:`dpir.checkpoint.check_trained_for`).
 """
 from __future__ import annotations
 
@@ -16,8 +23,10 @@ from pathlib import Path
 
 import torch
 
-from dpir.checkpoint import atomic_write_text, save_network
-from dpir.config import config_hash, network_config
+from dpir.atomic import atomic_file, exclusive_lock, file_stamp
+from dpir.checkpoint import (META_FILE, atomic_write_text, check_trained_for, read_meta, save_network, train_hash,
+                             trained_hash, training_hash)
+from dpir.config import network_config
 from dpir.data.patches import PatchSampler
 from dpir.data.prepare import stored_split
 from dpir.errors import DpirError, UnknownNameError
@@ -37,11 +46,10 @@ def get_trainer(name: str):
 
 
 def _save_state(path: Path, spec: TrainSpec, opt, sched, step, g_data, g_loss, chash, losses) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save({"model": spec.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "step": step, "g_data": g_data.get_state(), "g_loss": g_loss.get_state(), "config_hash": chash,
-                "losses": losses}, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save({"model": spec.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "step": step, "g_data": g_data.get_state(), "g_loss": g_loss.get_state(), "config_hash": chash,
+                    "losses": losses}, tmp)
 
 
 def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | Path, *, arch: str, kwargs: dict,
@@ -58,7 +66,7 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     steps, batch = int(train_cfg["steps"]), int(train_cfg.get("batch", 8))
     every = int(train_cfg.get("checkpoint_every", max(1, min(steps, 100))))
-    chash = config_hash({"train": train_cfg, "arch": arch, "kwargs": kwargs, "seed": seed})
+    chash = train_hash(train_cfg, arch, kwargs, seed)
     model = spec.model.to(device)
     params = list(spec.params) if spec.params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(train_cfg.get("lr", 2e-4)), betas=tuple(train_cfg.get("betas", (0.9, 0.999))))
@@ -72,10 +80,13 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
         except Exception as e:  # a half-written state from a crash: start again, say so
-            log.warning("ignoring unreadable training state %s (%s); starting from step 0", state_path, e)
+            log.warning("deleting unreadable training state %s (%s); starting from step 0", state_path, e)
+            state_path.unlink(missing_ok=True)
             state = None
         if state is not None and state.get("config_hash") != chash:
-            log.warning("training config changed since %s was saved; starting from step 0", state_path)
+            log.warning("deleting %s: it was saved for training config hash %s, the config now gives %s; "
+                        "starting from step 0", state_path, state.get("config_hash"), chash)
+            state_path.unlink(missing_ok=True)
             state = None
         if state is not None:
             model.load_state_dict(state["model"])
@@ -126,18 +137,84 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
     return rec
 
 
+class _CheckedTrainContext(TrainContext):
+    """A :class:`TrainContext` whose frozen networks must match the config they are loaded for."""
+
+    def load(self, network: str):
+        nets = self.config.get("networks") or {}
+        if network in nets:
+            check_trained_for(os.path.join(self.networks_dir, network), nets[network], network)
+        return super().load(network)
+
+
+def _finished_checkpoint(out_dir: Path, chash: str, steps: int) -> dict | None:
+    """The training record of a finished checkpoint in ``out_dir`` trained with ``chash``, else None."""
+    try:
+        meta = read_meta(out_dir)
+    except DpirError:
+        return None
+    rec = meta.get("record")
+    if trained_hash(meta) != chash or meta.get("step") != steps or not (out_dir / "model.safetensors").exists():
+        return None
+    return {**rec, "reused": True}
+
+
+def _say_why_retraining(out_dir: Path, network: str, chash: str) -> None:
+    if not (out_dir / META_FILE).exists():
+        return
+    try:
+        found = trained_hash(read_meta(out_dir))
+    except DpirError as e:
+        log.info("retraining %s: its checkpoint is unreadable (%s)", network, e)
+        return
+    if found != chash:
+        log.info("retraining %s: %s was trained with training config hash %s, the config now gives %s; "
+                 "the old checkpoint is replaced when training ends", network, out_dir / META_FILE, found, chash)
+
+
+def _delete_stale_temporaries(out_dir: Path) -> None:
+    """Half-written files of killed training runs (only the lock holder writes them)."""
+    for f in out_dir.glob(".*tmp*"):
+        if f.is_file():
+            f.unlink(missing_ok=True)
+
+
 def train_network(config: dict, network: str, *, progress: bool = True, stop_after: int | None = None) -> dict:
-    """Train the network ``network`` of the config (the body of ``dpir train``)."""
+    """Train the network ``network`` of the config (the body of ``dpir train``).
+
+    Holds the network's lock for the whole run; a run that had to wait for another ``dpir train`` of
+    the same network and finds the checkpoint it finished (same training config) returns that
+    checkpoint's record (with ``reused: True``) without training again."""
     from dpir import paths
+
+    net_cfg = network_config(config, network)
+    if "train" not in net_cfg:
+        raise DpirError(f"network {network!r} has no `train` section in the config (it is loaded from "
+                        f"an official checkpoint, not trained)")
+    train_cfg = net_cfg["train"]
+    chash = training_hash(net_cfg) or train_hash(train_cfg, net_cfg["arch"], net_cfg["kwargs"],
+                                                 int(train_cfg.get("seed", 0)))
+    out_dir = paths.network_dir(config, network)
+    before = file_stamp(out_dir / META_FILE)
+    with exclusive_lock(out_dir, f"`dpir train --network {network}`") as waited:
+        if waited and file_stamp(out_dir / META_FILE) != before:
+            done = _finished_checkpoint(out_dir, chash, int(train_cfg["steps"]))
+            if done is not None:
+                log.info("%s was trained by another process while this one waited: reusing %s", network, out_dir)
+                return done
+        if out_dir.exists():
+            _say_why_retraining(out_dir, network, chash)
+            _delete_stale_temporaries(out_dir)
+        return _train_locked(config, network, net_cfg, out_dir, progress=progress, stop_after=stop_after)
+
+
+def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, progress: bool,
+                  stop_after: int | None) -> dict:
     from dpir.config import resolve_device
 
     # one torch thread per job by default config: Snakemake runs jobs side by side, and oversubscribed
     # OpenMP threads made parallel training jobs several times slower
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
-    net_cfg = network_config(config, network)
-    if "train" not in net_cfg:
-        raise DpirError(f"network {network!r} has no `train` section in the config (it is loaded from "
-                        f"an official checkpoint, not trained)")
     train_cfg = net_cfg["train"]
     task_name = net_cfg.get("task") or next(iter(config["tasks"]))
     task = config["tasks"][task_name]
@@ -145,8 +222,8 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
     device = resolve_device(config)
     seed = int(train_cfg.get("seed", 0))
     torch.manual_seed(seed)  # initial weights
-    ctx = TrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
-                       device=device, config=config)
+    ctx = _CheckedTrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
+                               device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
     pairs = stored_split(config, task_name, dataset, "train")    # paths and sizes: decoded per batch or cached
     from dpir.tasks import train_degradation, train_margin
@@ -160,6 +237,6 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
                            margin=train_margin(task), cache=train_cfg.get("cache_images"))
     from dpir.provenance import provenance
 
-    return fit(spec, sampler, train_cfg, paths.network_dir(config, network), arch=net_cfg["arch"],
+    return fit(spec, sampler, train_cfg, out_dir, arch=net_cfg["arch"],
                kwargs=net_cfg["kwargs"], device=device, seed=seed, progress=progress, stop_after=stop_after,
                record={"network": network, "task": task_name, "dataset": dataset, "provenance": provenance(seed=seed)})
