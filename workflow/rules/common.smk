@@ -1,5 +1,6 @@
 # Path helpers and config validation.  The package owns the layout (dpir.paths) and the schema
 # (dpir.config); this file only turns them into Snakemake targets.
+import shlex
 import sys
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 
 from dpir import paths as P
-from dpir.config import ablation_dataset, ablation_tables, all_methods, config_hash, enabled_tasks, method_config, validate_config
+from dpir.config import (NAME_PATTERN, ablation_dataset, ablation_tables, all_methods, config_hash, enabled_tasks,
+                         method_config, validate_config)
 from dpir.errors import DpirError
 from dpir.methods import networks_of, seeds_of
 
@@ -31,8 +33,20 @@ if not RESOLVED.exists() or RESOLVED.read_text() != _text:
     RESOLVED.parent.mkdir(parents=True, exist_ok=True)
     RESOLVED.with_suffix(".tmp").write_text(_text)
     RESOLVED.with_suffix(".tmp").replace(RESOLVED)
-DPIR = f"{PY} -m dpir"
-CFGARG = f"--config {RESOLVED}"
+# Every value that reaches a shell line is quoted: the interpreter and config paths here, every
+# wildcard in the rules ({wildcards.x:q}); the config's names are restricted to NAME_PATTERN
+# (dpir.config) and the wildcards below, so a name can never become shell syntax.
+DPIR = f"{shlex.quote(PY)} -m dpir"
+CFGARG = f"--config {shlex.quote(str(RESOLVED))}"
+_NAME = NAME_PATTERN.strip("^$")
+
+
+wildcard_constraints:
+    task=_NAME,
+    dataset=_NAME,
+    method=_NAME,
+    network=_NAME,
+    seed=r"\d+",
 
 
 def task_of_network(name):

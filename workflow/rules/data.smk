@@ -7,4 +7,4 @@ rule prepare:
     log:
         f"{OUT}/logs/prepare/{{task}}_{{dataset}}.log",
     shell:
-        "{DPIR} prepare -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} > {log} 2>&1"
+        "{DPIR} prepare -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"

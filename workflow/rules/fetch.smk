@@ -33,4 +33,4 @@ rule import_official:
     log:
         f"{OUT}/logs/import_official/{{network}}.log",
     shell:
-        "{DPIR} import-official -q {CFGARG} --network {wildcards.network} > {log} 2>&1"
+        "{DPIR} import-official -q {CFGARG} --network {wildcards.network:q} > {log:q} 2>&1"

@@ -11,7 +11,7 @@ rule tflops:
     benchmark:
         f"{OUT}/benchmarks/tflops/{{task}}.tsv",
     shell:
-        "{DPIR} tflops -q {CFGARG} --task {wildcards.task} > {log} 2>&1"
+        "{DPIR} tflops -q {CFGARG} --task {wildcards.task:q} > {log:q} 2>&1"
 
 
 rule report:
@@ -30,7 +30,7 @@ rule report:
     log:
         f"{OUT}/logs/report.log",
     shell:
-        "{DPIR} report -q {CFGARG} > {log} 2>&1"
+        "{DPIR} report -q {CFGARG} > {log:q} 2>&1"
 
 
 rule ablations:
@@ -44,4 +44,4 @@ rule ablations:
     log:
         f"{OUT}/logs/ablations.log",
     shell:
-        "{DPIR} ablations -q {CFGARG} > {log} 2>&1"
+        "{DPIR} ablations -q {CFGARG} > {log:q} 2>&1"

@@ -14,8 +14,8 @@ rule restore:
     benchmark:
         f"{OUT}/benchmarks/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.tsv",
     shell:
-        "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
-        "--method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"
+        "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
+        "--method {wildcards.method:q} --seed {wildcards.seed:q} > {log:q} 2>&1"
 
 
 rule score:
@@ -29,5 +29,5 @@ rule score:
     log:
         f"{OUT}/logs/score/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.log",
     shell:
-        "{DPIR} score -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
-        "--method {wildcards.method} --seed {wildcards.seed} > {log} 2>&1"
+        "{DPIR} score -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
+        "--method {wildcards.method:q} --seed {wildcards.seed:q} > {log:q} 2>&1"

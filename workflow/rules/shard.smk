@@ -43,8 +43,8 @@ rule restore_shard:
     log:
         f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_shard{{k}}of{{n}}.log",
     shell:
-        "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
-        "--method {wildcards.method} --seed {wildcards.seed} --shard {wildcards.k}/{wildcards.n} > {log} 2>&1"
+        "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
+        "--method {wildcards.method:q} --seed {wildcards.seed:q} --shard {wildcards.k:q}/{wildcards.n:q} > {log:q} 2>&1"
 
 
 rule merge_shards:
@@ -62,5 +62,5 @@ rule merge_shards:
     log:
         f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_merge.log",
     shell:
-        "{DPIR} restore -q {CFGARG} --task {wildcards.task} --dataset {wildcards.dataset} "
-        "--method {wildcards.method} --seed {wildcards.seed} --merge-shards {params.n} > {log} 2>&1"
+        "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
+        "--method {wildcards.method:q} --seed {wildcards.seed:q} --merge-shards {params.n} > {log:q} 2>&1"

@@ -14,4 +14,4 @@ rule train:
     benchmark:
         f"{OUT}/benchmarks/train/{{network}}.tsv",
     shell:
-        "{DPIR} train -q {CFGARG} --network {wildcards.network} > {log} 2>&1"
+        "{DPIR} train -q {CFGARG} --network {wildcards.network:q} > {log:q} 2>&1"
