@@ -10,28 +10,53 @@ import json
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from dpir.errors import DpirError
 
-DEFAULT_CONFIG = ["config/config.yaml"]
+def config_files(given: list[str] | None) -> list[str]:
+    """The config files a command reads, layered like Snakemake's ``--configfile``: the harness's
+    default config first, then each ``--config`` file in order (later files win)."""
+    from dpir.config import default_config_path
+
+    default = default_config_path()
+    files = [str(default)]
+    for f in given or []:
+        try:
+            same = Path(f).resolve() == default.resolve()
+        except OSError:
+            same = False
+        if not same:
+            files.append(f)
+    return files
+
+
+def parse_set(items: list[str] | None) -> dict:
+    """``--set a.b.c=VALUE`` items -> a nested override mapping (VALUE is read as YAML)."""
+    from dpir.config import parse_yaml_text
+
+    overrides: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise DpirError(f"--set expects KEY=VALUE (dots for nesting), got {item!r}")
+        key, value = item.split("=", 1)
+        parts = key.split(".")
+        if not all(parts):
+            raise DpirError(f"--set {item!r}: the key {key!r} has an empty part; write e.g. tasks.sr.seeds=[0]")
+        node = overrides
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise DpirError(f"--set {item!r}: {p!r} was already set to a value, not a mapping")
+            node = nxt
+        node[parts[-1]] = parse_yaml_text(value, f"--set {item!r}: the value")
+    return overrides
 
 
 def _config(args):
     from dpir.config import load_config
 
-    overrides = {}
-    for item in args.set or []:
-        if "=" not in item:
-            raise DpirError(f"--set expects KEY=VALUE (dots for nesting), got {item!r}")
-        key, value = item.split("=", 1)
-        import yaml
-
-        node = overrides
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-        node[parts[-1]] = yaml.safe_load(value)
-    return load_config(args.config or DEFAULT_CONFIG, overrides)
+    return load_config(config_files(args.config), parse_set(args.set))
 
 
 def cmd_prepare(args):
@@ -51,21 +76,27 @@ def cmd_train(args):
 
 
 def cmd_restore(args):
-    from dpir.restore import merge_shards, restore_dataset
+    from dpir.atomic import sigterm_raises_interrupt
+    from dpir.restore import check_shard_count, merge_shards, parse_shard, restore_dataset
 
+    if args.merge_shards is not None and args.shard is not None:
+        raise DpirError("--shard and --merge-shards exclude each other: restore each shard with --shard K/N, "
+                        "then merge them with --merge-shards N")
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    if args.merge_shards is not None:
+        check_shard_count(args.merge_shards)
     cfg = _config(args)
-    if args.merge_shards:
-        rec = merge_shards(cfg, args.task, args.dataset, args.method, args.seed, args.merge_shards)
-    else:
-        shard = None
-        if args.shard:
-            k, n = (int(v) for v in args.shard.split("/"))
-            if not 0 <= k < n:
-                raise DpirError(f"--shard K/N needs 0 <= K < N, got {args.shard}")
-            shard = (k, n)
-        rec = restore_dataset(cfg, args.task, args.dataset, args.method, args.seed, progress=not args.quiet, shard=shard)
-    print(f"restored {rec['n_images']} images with {args.method} (seed {args.seed}): NFE {rec['nfe']}, "
-          f"{rec['seconds_per_image']:.3f} s/image")
+    # SIGTERM (a SLURM time limit, kill) unwinds like Ctrl-C: the finished images are kept for the next run
+    with sigterm_raises_interrupt():
+        if args.merge_shards is not None:
+            rec = merge_shards(cfg, args.task, args.dataset, args.method, args.seed, args.merge_shards)
+        else:
+            rec = restore_dataset(cfg, args.task, args.dataset, args.method, args.seed, progress=not args.quiet,
+                                  shard=shard)
+    spi = rec.get("seconds_per_image")
+    print(f"restored {rec['n_images']} images with {args.method} (seed {args.seed}"
+          + (f", shard {shard[0]}/{shard[1]}" if shard else "") + f"): NFE {rec['nfe']}, "
+          + (f"{spi:.3f} s/image" if spi is not None else "no images in this shard"))
 
 
 def cmd_score(args):
@@ -110,11 +141,29 @@ def cmd_tflops(args):
 def cmd_fetch(args):
     from dpir import fetch
 
+    if args.forget:
+        if not args.names:
+            raise DpirError("--forget needs the name(s) whose recorded hash to drop, e.g. "
+                            "`dpir fetch --forget gopro` (see `dpir fetch --list`)")
+        from dpir.fetch import registry
+
+        for name in args.names:
+            entry = registry.get(name)
+            rec = fetch.forget(name)
+            if rec is None:
+                why = " (its sha256 is published in registry.json)" if entry.sha256 else ""
+                print(f"{name}: no hash recorded in {registry.lock_path()}{why}; local stamp cleared")
+            else:
+                print(f"{name}: dropped the recorded sha256 {rec.get('sha256')} from {registry.lock_path()}; "
+                      f"`dpir fetch --force {name}` downloads it anew, `dpir fetch {name}` records the file "
+                      f"now at {entry.path}")
+        if not args.force:
+            return
     if args.list or not args.names:
         print(fetch.format_status_table(fetch.status()))
         return
     for name in args.names:
-        print(f"{name}: {fetch.fetch(name, force=args.force)}")
+        print(f"{name}: {fetch.fetch(name, force=args.force, progress=not args.quiet)}")
 
 
 def cmd_import_official(args):
@@ -152,8 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name, func, help_):
         sp = sub.add_parser(name, help=help_, description=help_)
         sp.set_defaults(func=func)
-        sp.add_argument("--config", "-c", action="append", help="config YAML (repeatable; later files override "
-                        "earlier ones). Default: config/config.yaml")
+        sp.add_argument("--config", "-c", action="append", help="config YAML layered over the default config "
+                        "(repeatable; later files override earlier ones), as Snakemake's --configfile")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value, e.g. --set tasks.sr.seeds=[0]")
         sp.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
         return sp
@@ -167,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--task", "--dataset", "--method"):
         sp.add_argument(a, required=True)
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--shard", metavar="K/N", help="restore only images K, K+N, K+2N, ... (results do not change)")
-    sp.add_argument("--merge-shards", type=int, metavar="N", help="merge N finished shards into the run folder")
+    sp.add_argument("--shard", metavar="K/N", help="restore only images K, K+N, K+2N, ... (0 <= K < N; results "
+                    "do not change)")
+    sp.add_argument("--merge-shards", type=int, metavar="N", help="merge the N finished shards (--shard 0/N .. "
+                    "N-1/N) into the run folder")
     sp = add("score", cmd_score, "score one restored run with the task's metric presets -> results JSON")
     for a in ("--task", "--dataset", "--method"):
         sp.add_argument(a, required=True)
@@ -185,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
     sp.add_argument("names", nargs="*")
     sp.add_argument("--list", action="store_true")
-    sp.add_argument("--force", action="store_true")
+    sp.add_argument("--force", action="store_true", help="download anew; the file is replaced only once verified")
+    sp.add_argument("--forget", action="store_true", help="drop the recorded hash of NAMES (registry.lock.json) "
+                    "and their local verified stamp; with --force, then download anew")
     sp = add("import-official", cmd_import_official, "load a network's official checkpoint (config `official:`, "
              "a fetch name or a path) and save it where `dpir train` would (no training)")
     sp.add_argument("--network", required=True)
@@ -214,12 +267,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except DpirError as e:
-        print(f"dpir: error: {e}", file=sys.stderr)
+        print(f"dpir: error: {one_line(str(e), args.verbose)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("dpir: interrupted; finished results are untouched, partial outputs are in *.tmp folders", file=sys.stderr)
+        print("dpir: interrupted; finished results are untouched; a restore's finished images are kept in its "
+              "<run>.partial/ folder and the next run with the same settings resumes from them", file=sys.stderr)
         return 130
     return 0
+
+
+def one_line(message: str, verbose: bool = False) -> str:
+    """A user error on one line; the detail of a multi-line message (YAML context, torch's weights-only
+    text) is shown with ``dpir -v``."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    if verbose:
+        return " | ".join(lines)
+    return f"{lines[0]} (run `dpir -v ...` for the details)"
 
 
 if __name__ == "__main__":

@@ -2,8 +2,13 @@
 
 ``load_config(paths)`` merges YAML files left to right (later files override earlier ones, nested
 mappings merged key by key, like Snakemake's ``--configfile``), validates the result against
-``workflow/schemas/config.schema.yaml`` and fills the schema's defaults.  Errors name the key path
+``dpir/schemas/config.schema.yaml`` and fills the schema's defaults.  Errors name the key path
 (``tasks.sr.methods.swinir.network``) and say what is allowed.
+
+Beyond the schema, every name is checked before any job runs: method kinds, trainers, architectures,
+metric presets and degradations against their registries, each method entry and ``train:`` section
+against the keys its factory declares (:mod:`dpir.keys`), and every task, dataset, method, network and
+ablation-table name against :data:`NAME_PATTERN` (names become file names and shell words).
 """
 from __future__ import annotations
 
@@ -18,8 +23,25 @@ import yaml
 
 from dpir.errors import DpirError, UnknownNameError
 
-ROOT = Path(__file__).resolve().parent.parent
-SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
+SCHEMA_PATH = PACKAGE / "schemas" / "config.schema.yaml"
+#: names of tasks, datasets, methods, networks and ablation tables: they become path components and
+#: Snakemake wildcards that reach a shell, so only letters, digits, '_' and '-' (not first)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$"
+#: at most this many YAML nodes after expanding aliases (the default config has about 3,000)
+MAX_YAML_NODES = 200_000
+DEFAULT_CONFIG_NAME = "config.yaml"
+
+
+def default_config_path(name: str = DEFAULT_CONFIG_NAME) -> Path:
+    """A config shipped with the harness: ``config/<name>`` of the checkout, or the copy installed
+    with the package (``dpir/defaults/<name>``, written by setup.py's build step)."""
+    for candidate in (ROOT / "config" / name, PACKAGE / "defaults" / name):
+        if candidate.is_file():
+            return candidate
+    raise DpirError(f"the harness's own config {name!r} is not installed (looked in {ROOT / 'config'} and "
+                    f"{PACKAGE / 'defaults'}); reinstall dpir-bench")
 
 
 def deep_merge(base: Mapping, override: Mapping) -> dict:
@@ -32,14 +54,65 @@ def deep_merge(base: Mapping, override: Mapping) -> dict:
     return out
 
 
+def yaml_error_line(e: yaml.YAMLError) -> str:
+    """One line for a YAML error: the problem and where (PyYAML's own text spans 3-8 lines)."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _expanded_size(node, memo: dict, limit: int) -> int:
+    """Number of nodes ``node`` stands for once every alias is expanded (memoised by node identity, so
+    a billion-laughs document is measured without being expanded)."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = limit + 1  # a node that contains itself (recursive alias) is too large by definition
+    n = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            n += _expanded_size(child, memo, limit)
+            if n > limit:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            n += _expanded_size(k, memo, limit) + _expanded_size(v, memo, limit)
+            if n > limit:
+                break
+    memo[key] = n
+    return n
+
+
+def parse_yaml_text(text: str, source: str) -> Any:
+    """Safe-load YAML text, refusing alias bombs; errors are one line naming ``source``."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and _expanded_size(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise DpirError(f"{source}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias "
+                            f"bomb?); write the repeated parts out or use fewer nested aliases")
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DpirError(f"{source} is not valid YAML: {yaml_error_line(e)}") from None
+    except RecursionError:
+        raise DpirError(f"{source}: its YAML is nested too deeply") from None
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise DpirError(f"config file {path} does not exist")
+    if not path.is_file():
+        raise DpirError(f"config file {path} is not a regular file (a directory?); pass a YAML file to --config")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise DpirError(f"config file {path} is not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DpirError(f"config file {path} is not UTF-8 text (byte {e.start}); pass a YAML file to --config") from None
+    except OSError as e:
+        raise DpirError(f"cannot read config file {path}: {e.strerror}") from None
+    data = parse_yaml_text(text, f"config file {path}")
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise DpirError(f"config file {path} must hold a mapping at the top level")
     return data
@@ -77,6 +150,7 @@ def validate_config(config: dict) -> dict:
 
     private = {k: v for k, v in config.items() if str(k).startswith("_")}
     config = {k: v for k, v in config.items() if not str(k).startswith("_")}
+    _check_names(config)
     schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(list(e.absolute_path)), str(e.absolute_path)))
@@ -97,8 +171,127 @@ def validate_config(config: dict) -> dict:
     config = copy.deepcopy(config)
     _fill_defaults(config, schema, schema)
     _check_references(config)
+    _check_registered(config)
     config.update(private)
     return config
+
+
+def _name_sections(config: dict):
+    """(config path, mapping) of every section whose keys are names that reach paths and shells."""
+    def mapping(x):
+        return x if isinstance(x, dict) else {}
+    for section in ("tasks", "datasets", "networks"):
+        yield section, mapping(config.get(section))
+    for tname, task in mapping(config.get("tasks")).items():
+        yield f"tasks.{tname}.methods", mapping(mapping(task).get("methods"))
+    abl = mapping(config.get("ablations"))
+    for tname, methods in mapping(abl.get("methods")).items():
+        yield f"ablations.methods.{tname}", mapping(methods)
+    yield "ablations.tables", mapping(abl.get("tables"))
+
+
+def _check_names(config: dict) -> None:
+    import re
+
+    pattern = re.compile(NAME_PATTERN)
+    for where, section in _name_sections(config):
+        for name in section:
+            if not isinstance(name, str) or not pattern.match(name):
+                raise DpirError(f"config key '{where}' has the name {str(name)!r}: names may hold only letters, "
+                                f"digits, '_' and '-' (not first), at most 100 characters, because they become "
+                                f"file names and workflow wildcards; rename it")
+
+
+#: keys every method entry accepts, whatever its kind (the schema's ``$defs.method``)
+def _common_method_keys() -> dict:
+    return _schema()["$defs"]["method"]["properties"]
+
+
+def _common_train_keys() -> dict:
+    """Keys the generic training loop reads for every trainer (the schema's ``$defs.train``)."""
+    return _schema()["$defs"]["train"]["properties"]
+
+
+def _check_registered(config: dict) -> None:
+    """Every name that selects code (method kind, trainer, architecture, metric preset, degradation)
+    is registered, and every method entry and train section holds only the keys its code declares."""
+    from dpir.keys import check_keys, network_keys
+    from dpir.methods import METHODS, PUBLISHED
+    from dpir.metrics import METRICS
+    from dpir.nets import ARCHS, resolve
+    from dpir.train import TRAINERS
+
+    networks = config["networks"]
+    method_common = _common_method_keys()
+    for tname, task in config["tasks"].items():
+        for i, metric in enumerate(task.get("metrics") or []):
+            if metric not in METRICS:
+                raise DpirError(f"config key 'tasks.{tname}.metrics[{i}]': {UnknownNameError('metric preset', metric, METRICS)}")
+        _check_degradation(f"tasks.{tname}.degradation", task)
+    entries = [(f"tasks.{t}.methods.{m}", mc) for t, task in config["tasks"].items() for m, mc in task["methods"].items()]
+    entries += [(f"ablations.methods.{t}.{m}", mc) for t, ms in ((config.get("ablations") or {}).get("methods") or {}).items()
+                for m, mc in ms.items()]
+    for where, m in entries:
+        kind = m["kind"]
+        if kind == PUBLISHED:
+            unknown = sorted(set(m) - set(method_common) - {"source", "scores"})
+            if unknown:
+                raise DpirError(f"config key '{where}.{unknown[0]}' is not a setting of a published-scores row "
+                                f"(allowed: kind, label, group, source, scores)")
+            continue
+        if kind not in METHODS:
+            raise DpirError(f"config key '{where}.kind': {UnknownNameError('method kind', kind, [*METHODS, PUBLISHED])}")
+        factory = resolve(METHODS, "method kind", kind)
+        check_keys(where, m, factory, method_common, f"method kind {kind!r}")
+        _check_network_refs(where, m, factory, networks)
+    train_common = _common_train_keys()
+    for nname, net in networks.items():
+        where = f"networks.{nname}"
+        if net["arch"] not in ARCHS:
+            raise DpirError(f"config key '{where}.arch': {UnknownNameError('architecture', net['arch'], ARCHS)}")
+        train = net.get("train")
+        if train is None:
+            continue
+        if train["trainer"] not in TRAINERS:
+            raise DpirError(f"config key '{where}.train.trainer': {UnknownNameError('trainer', train['trainer'], TRAINERS)}")
+        factory = resolve(TRAINERS, "trainer", train["trainer"])
+        check_keys(f"{where}.train", train, factory, train_common, f"trainer {train['trainer']!r}")
+        _check_network_refs(f"{where}.train", train, factory, networks)
+        for key in network_keys(factory):
+            if train.get(key) == nname:
+                raise DpirError(f"config key '{where}.train.{key}' names the network itself; name another network")
+
+
+def _check_network_refs(where: str, entry: dict, factory, networks: dict) -> None:
+    from dpir.keys import network_keys
+
+    for key in network_keys(factory):
+        if key in entry and entry[key] not in networks:
+            raise DpirError(f"config key '{where}.{key}': {UnknownNameError('network', entry[key], networks)}")
+
+
+def _check_degradation(where: str, task: dict) -> None:
+    """The degradation of a task: its ``name`` must be the task kind's, and its keys the degradation's."""
+    from dpir.tasks import degradations
+
+    deg = task.get("degradation")
+    if deg is None:
+        return
+    if not isinstance(deg, dict):
+        raise DpirError(f"config key '{where}' must be a mapping such as {{name: ...}}")
+    name, allowed = deg.get("name"), degradations(task["kind"])
+    if name is not None and name not in allowed:
+        what = f"degradation of a {task['kind']} task"
+        raise DpirError(f"config key '{where}.name': {UnknownNameError(what, name, allowed)}")
+    keys = allowed[name or next(iter(allowed))]
+    unknown = sorted(set(deg) - {"name"} - set(keys))
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], list(keys), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise DpirError(f"config key '{where}.{unknown[0]}' is not a setting of this degradation.{hint} "
+                        f"Allowed: name, {', '.join(sorted(keys))}")
 
 
 def _check_references(config: dict) -> None:

@@ -30,6 +30,21 @@ from dpir.rng import make_generator
 DATA_SEED = 20241105  # the seed of every synthetic test observation (arXiv 2411.05993's date)
 
 
+def degradations(kind: str) -> dict[str, frozenset[str]]:
+    """The degradations a task kind knows: ``degradation.name`` -> the keys it accepts besides ``name``."""
+    if kind == "sr":
+        return {"bicubic": frozenset()}            # MATLAB imresize(x, 1/scale, 'bicubic'); scale is the task's
+    if kind == "deblur":
+        from dpir.data.blur import BLUR_KEYS
+
+        return {"motion_blur": frozenset(BLUR_KEYS)}
+    if kind == "burst":
+        from dpir.data.burst import DEFAULTS
+
+        return {"synthetic_burst": frozenset({"burst_size", *DEFAULTS})}
+    raise DpirError(f"unknown task kind {kind!r}")
+
+
 def _degradation(task: dict) -> dict:
     d = dict(task.get("degradation") or {})
     d.pop("name", None)

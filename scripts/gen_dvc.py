@@ -136,7 +136,7 @@ def build(config_paths: list[str]) -> dict:
     def smk(targets: str, force: str = "--force") -> str:
         return f"{SNAKEMAKE.format(targets=targets)}{extra} {force}"
     # every rule calls the dpir command line (its own imports are per stage, below)
-    common = ["Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml", "dpir/cli.py",
+    common = ["Snakefile", "workflow/rules/common.smk", "dpir/schemas/config.schema.yaml", "dpir/cli.py",
               "dpir/__main__.py"] + closure(["dpir.config", "dpir.paths"])
     out, data_dir = cfg["out"], cfg["data_dir"]
     stages: dict[str, dict] = {}

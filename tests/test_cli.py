@@ -54,7 +54,8 @@ def test_unknown_metric_in_config(tmp_path, capsys):
     code = main(["score", "--task", "sr", "--dataset", "bundled", "--method", "bicubic",
                  "--set", "tasks.sr.metrics=[psnr_y, lpipz]", *common])
     err = capsys.readouterr().err
-    assert code == 2 and "unknown metric 'lpipz'" in err and "lpips_alex" in err
+    # caught when the config is validated, before any scoring starts
+    assert code == 2 and "'tasks.sr.metrics[1]': unknown metric preset 'lpipz'" in err and "lpips_alex" in err
 
 
 def test_score_before_restore_says_what_to_run(tmp_path, capsys):

@@ -17,6 +17,7 @@ from baselines.srdiff.nets import bicubic_up, lr_multiple, pad_to_multiple
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
+from dpir.keys import NETWORK, config_keys
 
 
 class InDI(Method):
@@ -51,6 +52,7 @@ class InDI(Method):
         return ["net"]
 
 
+@config_keys(required=("network",), network=NETWORK, steps={"type": "integer", "minimum": 1}, eps={"type": ["number", "null"]})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> InDI:
     """``{network: <trained 'indi' network>, steps: 10, eps: <default: the network's training eps>}``."""
     from dpir.checkpoint import load_network

@@ -16,6 +16,7 @@ from baselines.srdiff.sampler import cosine_schedule, ddpm_sample, from_residual
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
+from dpir.keys import NETWORK, config_keys
 
 
 class SRDiff(Method):
@@ -55,6 +56,7 @@ class SRDiff(Method):
     # trained_modules: both (the RRDB is pre-trained by SRDiff's own first stage), the base default
 
 
+@config_keys(network=NETWORK, official={"type": "string", "minLength": 1})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> SRDiff:
     """``{network: <name of a trained 'srdiff' network>}`` or ``{official: <path to a released .ckpt>}``."""
     if "official" in method_cfg:

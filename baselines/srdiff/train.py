@@ -23,6 +23,7 @@ from dpir.checkpoint import load_state_strict
 from dpir.errors import DpirError
 from dpir.rng import randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
+from dpir.keys import NETWORK, config_keys
 
 
 def _check_scale(batch: Batch, scale: int, what: str) -> None:
@@ -32,6 +33,7 @@ def _check_scale(batch: Batch, scale: int, what: str) -> None:
                         f"and gt {tuple(gt.shape[-2:])}; train it on a {scale}x SR task")
 
 
+@config_keys()
 def rrdb(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = RRDBNet(**net_cfg.get("kwargs", {})).to(ctx.device)
 
@@ -42,6 +44,7 @@ def rrdb(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     return TrainSpec(model=model, loss=loss)
 
 
+@config_keys(required=("rrdb",), rrdb=NETWORK)
 def srdiff(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     train_cfg = net_cfg.get("train", {})
     if "rrdb" not in train_cfg:

@@ -13,6 +13,7 @@ from dpir.data.burst import demosaic_bilinear, process_linear_to_srgb
 from dpir.data.degrade import bicubic_resize
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
+from dpir.keys import config_keys
 
 
 def srgb_batch(x: torch.Tensor, metas: list[dict]) -> torch.Tensor:
@@ -42,6 +43,7 @@ class BurstBicubic(Method):
         return srgb_batch(x, meta)
 
 
+@config_keys()
 def burst_bicubic(cfg: dict, ctx: BuildContext) -> Method:
     if ctx.task.get("kind") != "burst":
         raise DpirError(f"method kind 'burst_bicubic' is for burst tasks; task {ctx.task_name!r} is "

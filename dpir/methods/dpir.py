@@ -27,6 +27,7 @@ from dpir.diffusion.schedule import Schedule, linear_schedule
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators, randn
+from dpir.keys import NETWORK, config_keys
 
 Mode = Literal["jump", "full", "sdedit"]
 MODES = ("jump", "full", "sdedit")
@@ -45,7 +46,7 @@ class DPIR(Method):
 
     def __init__(self, ir: nn.Module, denoiser: nn.Module, fusion: nn.Module, schedule: Schedule, tau: int,
                  ddim_stride: int | None = None, mode: Mode = "jump", clip_x0: bool = True,
-                 variance: Literal["beta", "posterior"] = "beta", eta: float = 0.0):
+                 variance: Literal["beta", "posterior"] = "beta", eta: float = 0.0, ir_pad_multiple: int = 1):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if mode != "full" and not 1 <= int(tau) <= schedule.T:
@@ -62,6 +63,9 @@ class DPIR(Method):
         self.clip_x0 = bool(clip_x0)
         self.variance = variance
         self.eta = float(eta)
+        # the IR net's input is padded to this multiple (cropped after): SwinIR's internal reflect padding
+        # to whole windows fails on images smaller than a window (dpir.methods.simple.default_pad_multiple)
+        self.ir_pad_multiple = max(1, int(ir_pad_multiple))
         steps = self.tau if self.ddim_stride is None else math.ceil(self.tau / self.ddim_stride)
         sampler = "ancestral" if self.ddim_stride is None else f"DDIM (stride {self.ddim_stride}, eta {self.eta:g})"
         start = {"jump": "one-step jump to", "sdedit": "forward-noised IR estimate at", "full": "x_T ~ N(0, I) at"}[mode]
@@ -88,7 +92,9 @@ class DPIR(Method):
     def restore(self, y: torch.Tensor, generator: Generators, meta: list[dict] | None = None) -> torch.Tensor:
         """``meta`` (burst task): one metadata dict per burst; the IR net's linear-RGB estimate is then
         taken to sRGB with each burst's ISP, and the diffusion runs in sRGB (paper Sec. 4.1, burst)."""
-        x0_ir = self.ir(y)
+        from dpir.methods.simple import restore_padded
+
+        x0_ir = restore_padded(self.ir, y, self.ir_pad_multiple)
         if meta is not None:
             from dpir.methods.burst import srgb_batch
 
@@ -142,11 +148,19 @@ def _get(cfg: dict[str, Any], key: str, kind, default=...):
     return value
 
 
+@config_keys(required=("ir", "denoiser", "fusion"), ir=NETWORK, denoiser=NETWORK, fusion=NETWORK,
+             tau={"type": "integer", "minimum": 1}, ddim_stride={"type": ["integer", "null"], "minimum": 1}, mode={"enum": list(MODES)},
+             T={"type": "integer", "minimum": 1}, beta_start={"type": "number", "exclusiveMinimum": 0}, beta_end={"type": "number", "exclusiveMinimum": 0}, variance={"enum": ["beta", "posterior"]},
+             eta={"type": "number", "minimum": 0}, clip_x0={"type": "boolean"},
+             pad_multiple={"type": "integer", "minimum": 1})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DPIR:
     """Factory: ``ir``, ``denoiser``, ``fusion`` (network names of the config), ``tau``, ``ddim_stride``
     (optional), ``mode`` (jump | full | sdedit, default jump), ``T`` (1000), ``beta_start`` (1e-4),
-    ``beta_end`` (2e-2), ``variance`` (beta | posterior, default beta), ``eta`` (0), ``clip_x0`` (true)."""
+    ``beta_end`` (2e-2), ``variance`` (beta | posterior, default beta), ``eta`` (0), ``clip_x0`` (true),
+    ``pad_multiple`` (the IR net's input size multiple; default as the backbone rows:
+    :func:`dpir.methods.simple.default_pad_multiple`)."""
     from dpir.checkpoint import load_network
+    from dpir.methods.simple import default_pad_multiple
 
     mode = _get(method_cfg, "mode", str, "jump")
     if mode not in MODES:
@@ -172,6 +186,11 @@ def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DPIR:
         raise DpirError(f"DP-IR method config key 'eta' must be >= 0, got {eta}")
     names = {key: _get(method_cfg, key, str) for key in ("ir", "denoiser", "fusion")}  # all keys before any load
     clip_x0 = _get(method_cfg, "clip_x0", bool, True)
+    pad_multiple = _get(method_cfg, "pad_multiple", int, None)
+    if pad_multiple is not None and pad_multiple < 1:
+        raise DpirError(f"DP-IR method config key 'pad_multiple' must be a positive integer, got {pad_multiple}")
     nets = {key: load_network(ctx.checkpoint(name), ctx.device) for key, name in names.items()}
+    if pad_multiple is None:
+        pad_multiple = default_pad_multiple(nets["ir"], ctx.task or {})
     return DPIR(nets["ir"], nets["denoiser"], nets["fusion"], schedule, tau, ddim_stride=stride, mode=mode,
-                clip_x0=clip_x0, variance=variance, eta=eta)
+                clip_x0=clip_x0, variance=variance, eta=eta, ir_pad_multiple=pad_multiple)

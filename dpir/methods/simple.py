@@ -8,17 +8,54 @@ from torch import nn
 from dpir.checkpoint import load_network
 from dpir.data.degrade import bicubic_resize
 from dpir.methods.base import BuildContext, Method
+from dpir.keys import NETWORK, config_keys
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad (B,C,H,W) at the bottom/right to a multiple; reflect where the image is large enough,
-    replicate otherwise (reflect padding cannot exceed the image size: tiny images)."""
+    """Pad (..., H, W) at the bottom/right to a multiple of ``multiple``; returns it and the old (H, W).
+
+    The padding only gives a network the size it needs and is cropped off its output, so it should
+    continue the image plausibly: reflect where the image is large enough, replicate otherwise
+    (reflect padding must be smaller than the side it mirrors, so a 3x5 image cannot be reflected up
+    to 8x8).  Works for any size >= 1 px and any number of leading dimensions (bursts: B, N, 4, h, w)."""
     h, w = x.shape[-2:]
+    multiple = max(1, int(multiple))
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x, (h, w)
+    if h < 1 or w < 1:
+        raise ValueError(f"cannot pad an empty {h}x{w} image")
     mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, 1, h, w) if x.dim() != 4 else x      # F.pad's reflect/replicate need 3-D..5-D
+    out = F.pad(flat, (0, pw, 0, ph), mode=mode)
+    return out.reshape(*lead, h + ph, w + pw), (h, w)
+
+
+def default_pad_multiple(net: nn.Module, task: dict) -> int:
+    """What an IR network's input is padded to before it runs (:func:`pad_to_multiple`, cropped after).
+
+    Windowed transformers (SwinIR: ``net.window_size``) pad internally with reflect padding, which fails
+    on images smaller than a window, so they get whole windows first.  Burst networks pad their own
+    features, but BSRT's pyramid halves the frames, so its packed RGGB frames (each pixel a whole
+    quad, replicated by the padding) are made even; both are no-ops where the size already fits."""
+    if task.get("kind") == "burst":
+        return 2
+    return max(1, int(getattr(net, "window_size", 1) or 1))
+
+
+def restore_padded(net, y: torch.Tensor, multiple: int) -> torch.Tensor:
+    """``net(y)`` on ``y`` padded to ``multiple`` (bottom/right), the output cropped to the unpadded
+    size times the network's scale (output size / input size, read off the padded call)."""
+    yp, (h, w) = pad_to_multiple(y, multiple)
+    x = net(yp)
+    if yp.shape[-2:] == y.shape[-2:]:
+        return x
+    sh, sw = x.shape[-2] / yp.shape[-2], x.shape[-1] / yp.shape[-1]
+    if sh != int(sh) or sw != int(sw):
+        raise RuntimeError(f"network output {tuple(x.shape[-2:])} is not an integer multiple of its "
+                           f"padded input {tuple(yp.shape[-2:])}; cannot crop the padding off")
+    return x[..., : h * int(sh), : w * int(sw)]
 
 
 class Bicubic(Method):
@@ -47,9 +84,8 @@ class Backbone(Method):
 
     @torch.no_grad()
     def restore(self, y, generator=None, meta=None):
-        lead = y.shape[:-3]
-        yp, (h, w) = pad_to_multiple(y.reshape(-1, *y.shape[-3:]), self.pad_multiple)
-        x = self.net(yp.reshape(*lead, *yp.shape[-3:]))[..., : h * self.scale, : w * self.scale]
+        yp, (h, w) = pad_to_multiple(y, self.pad_multiple)
+        x = self.net(yp)[..., : h * self.scale, : w * self.scale]
         if meta is not None:
             from dpir.methods.burst import srgb_batch
 
@@ -64,16 +100,15 @@ class Backbone(Method):
         return ["ir"]
 
 
+@config_keys()
 def bicubic(cfg: dict, ctx: BuildContext) -> Method:
     return Bicubic(ctx.task.get("scale", 1))
 
 
+@config_keys(required=("network",), network=NETWORK, pad_multiple={"type": "integer", "minimum": 1})
 def backbone(cfg: dict, ctx: BuildContext) -> Method:
     net = load_network(ctx.checkpoint(cfg["network"]), ctx.device)
-    # windowed transformers pad internally; a tiny image still needs replicate padding first
     from dpir.tasks import output_scale
 
-    # a burst network pads its own features (BSRT); its frames only need to be whole RGGB quads
-    default = 1 if ctx.task.get("kind") == "burst" else getattr(net, "window_size", 1)
-    multiple = int(cfg.get("pad_multiple", default))
+    multiple = int(cfg.get("pad_multiple", default_pad_multiple(net, ctx.task)))
     return Backbone(net, multiple, output_scale(ctx.task))
