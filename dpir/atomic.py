@@ -1,16 +1,19 @@
-"""Crash-safe and concurrency-safe file operations shared by every stage.
+"""Crash-safe and concurrency-safe file operations shared by every stage (prepare, restore, score, train).
 
-- :func:`atomic_write_text` / :func:`atomic_file`: write to a temporary name unique per process *and*
-  thread (pid + random suffix) in the target's folder, then ``os.replace`` it: a reader sees the old or
-  the new file, never half of one, and two writers never share a temporary file.
-- :func:`unique_temp_dir`: a fresh sibling folder ``<target>.tmp-<pid>-<random>`` for a stage's output.
+- :func:`atomic_write_text` / :func:`atomic_file`: write to a temporary name unique per host, process
+  *and* thread (host + pid + random suffix) in the target's folder, then ``os.replace`` it: a reader sees
+  the old or the new file, never half of one, and two writers never share a temporary file.
+- :func:`unique_temp_dir`: a fresh hidden sibling folder ``.<target>.tmp-<host>-<pid>-<random>`` for a
+  stage's output (the usual permissions, not ``mkdtemp``'s 0700: it becomes the published folder).
 - :func:`exclusive_lock`: an ``fcntl.flock`` lock file ``.<target>.lock`` next to the target.  Two runs
   of the same stage (a job left running after Snakemake was killed, then a re-run) take turns
   instead of overwriting each other's files.  The lock goes away with the process, even when killed.
+  :func:`exclusive_lock_file` is the same on a lock file named by the caller.
 - :func:`swap_in` / :func:`recover`: replace a finished result folder by a new one in two renames
-  (old aside to ``<target>.old``, new in, old deleted).  After a crash at any point the target or
-  ``<target>.old`` holds a complete result, and :func:`recover` (called before every replacement and
-  when a result is looked for) puts the old one back and deletes stale temporary folders.
+  (old aside to ``.<target>.old``, new in, old deleted).  After a crash at any point the target or
+  ``.<target>.old`` holds a complete result (one holding its completion marker: ``run.json`` for a
+  run, ``manifest.json`` for prepared data), and :func:`recover` (called before every replacement and
+  when a result is looked for) puts the old one back and deletes the temporary folders of dead processes.
 """
 from __future__ import annotations
 
@@ -18,11 +21,15 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
+import socket
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,13 +39,33 @@ log = logging.getLogger(__name__)
 #: what marks a result folder as complete (written last, atomically)
 RUN_MARKER = "run.json"
 
-# the renames of :func:`swap_in`; a module attribute so tests can make one fail
-_rename = os.rename
+def _host() -> str:
+    # safe in a file name; the owner is read back from the token's end (see _owner)
+    return re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
 
 
 def unique_token() -> str:
-    """``<pid>-<random>``: distinct for every process and every call (threads included)."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
+    """``<host>-<pid>-<random>``: distinct for every host, process and call (threads included); the
+    host and pid name the owner, so a later run can tell a dead process's leftovers from a live one's."""
+    return f"{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _owner(token: str) -> tuple[str, int] | None:
+    """(host, pid) of a :func:`unique_token` (None when ``token`` is not one)."""
+    parts = token.rsplit("-", 2)
+    if len(parts) != 3 or not parts[0] or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # another user's live process
+        return True
+    return True
 
 
 @contextlib.contextmanager
@@ -68,18 +95,44 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
 
 
-def unique_temp_dir(target: str | os.PathLike, tag: str = "tmp") -> Path:
-    """Create and return the empty folder ``<target>.<tag>-<pid>-<random>`` beside ``target``."""
+def side_path(target: str | os.PathLike, what: str) -> Path:
+    """``.<target>.<what>``: a hidden sibling of ``target`` (same file system: renames are atomic)."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.{what}")
+
+
+def unique_temp_dir(target: str | os.PathLike) -> Path:
+    """Create and return the empty folder ``.<target>.tmp-<host>-<pid>-<random>`` beside ``target``,
+    with the usual permissions (``0o777`` less the umask)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    d = target.with_name(f"{target.name}.{tag}-{unique_token()}")
-    d.mkdir()
-    return d
+    while True:
+        d = side_path(target, f"tmp-{unique_token()}")
+        try:
+            d.mkdir()
+        except FileExistsError:     # 32 random bits: practically never, but never an error
+            continue
+        return d
 
 
 def lock_path(target: str | os.PathLike) -> Path:
-    target = Path(target)
-    return target.with_name(f".{target.name}.lock")
+    return side_path(target, "lock")
+
+
+def blocking_file(path: str | os.PathLike) -> Path | None:
+    """The nearest existing ancestor of ``path`` (``path`` itself included) when it is a file, not a
+    folder, so that ``path`` cannot be created; None otherwise."""
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe if probe.exists() and not probe.is_dir() else None
+
+
+def temp_lock_file(kind: str, path: str | os.PathLike) -> Path:
+    """A lock file in the system temp folder keyed by the absolute ``path`` (for locks that must not
+    leave a file beside ``path``, e.g. in a committed folder)."""
+    key = hashlib.sha256(str(Path(path).resolve()).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"dpir-{kind}-{key}.flock"
 
 
 @contextlib.contextmanager
@@ -89,7 +142,14 @@ def exclusive_lock(target: str | os.PathLike, what: str | None = None) -> Iterat
     Yields whether this process had to wait for another holder (so the caller can look whether
     that one already produced what it was about to produce).  The lock file stays (deleting it
     would let a waiter and a newcomer hold two different files)."""
-    path = lock_path(target)
+    with exclusive_lock_file(lock_path(target), what or str(target)) as waited:
+        yield waited
+
+
+@contextlib.contextmanager
+def exclusive_lock_file(path: str | os.PathLike, what: str | None = None) -> Iterator[bool]:
+    """:func:`exclusive_lock` on the lock file ``path`` itself; yields whether it had to wait."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
@@ -102,7 +162,7 @@ def exclusive_lock(target: str | os.PathLike, what: str | None = None) -> Iterat
             holder = ""
             with contextlib.suppress(OSError, ValueError):
                 holder = os.pread(fd, 64, 0).decode().strip()
-            log.info("waiting for %s: another process%s holds %s", what or target,
+            log.info("waiting for %s: another process%s holds %s", what or path,
                      f" (pid {holder})" if holder else "", path)
             fcntl.flock(fd, fcntl.LOCK_EX)
             waited = True
@@ -124,20 +184,36 @@ def file_stamp(path: str | os.PathLike) -> tuple | None:
 
 
 def old_path(target: str | os.PathLike) -> Path:
-    target = Path(target)
-    return target.with_name(f"{target.name}.old")
+    return side_path(target, "old")
 
 
 def is_complete(folder: str | os.PathLike, marker: str = RUN_MARKER) -> bool:
     return (Path(folder) / marker).is_file()
 
 
-def recover(target: str | os.PathLike, marker: str = RUN_MARKER, keep: str | os.PathLike | None = None) -> None:
+def _stale_temp(folder: Path, prefix: str, built_under_lock: bool) -> bool:
+    """Whether the temporary folder ``folder`` (named ``<prefix><token>``) is a dead process's leftover."""
+    owner = _owner(folder.name[len(prefix):])
+    if owner is None:
+        return built_under_lock
+    host, pid = owner
+    if host == _host() and pid == os.getpid():
+        return False                    # this process's (another thread's build)
+    if built_under_lock:
+        return True                     # only the lock holder, this process, writes them
+    return host == _host() and not _pid_alive(pid)   # another host's process cannot be checked: kept
+
+
+def recover(target: str | os.PathLike, marker: str = RUN_MARKER, keep: str | os.PathLike | None = None,
+            built_under_lock: bool = True) -> None:
     """Repair what a crash during :func:`swap_in` can leave; call it while holding the target's lock.
 
-    A missing or incomplete target with a complete ``<target>.old`` gets the old result back;
-    a ``<target>.old`` beside a complete target is deleted; so are ``<target>.tmp*`` folders (only
-    a process holding the lock writes them, so any found here belong to a dead process), except ``keep``."""
+    A missing or incomplete target (no ``marker``) with a complete ``.<target>.old`` gets the old
+    result back; a ``.<target>.old`` beside a complete target is deleted.  So are the temporary folders
+    ``.<target>.tmp-<host>-<pid>-*`` of dead processes, except ``keep``: with ``built_under_lock`` (the
+    caller's temporary folders are only written while holding the lock) every one not of this process;
+    without (builds run side by side and only publishing is locked, as in prepare) those of this host
+    whose process has ended."""
     target = Path(target)
     old = old_path(target)
     if old.exists():
@@ -148,29 +224,38 @@ def recover(target: str | os.PathLike, marker: str = RUN_MARKER, keep: str | os.
             log.warning("recovered %s from %s, left by an interrupted replacement", target, old.name)
         else:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in target.parent.glob(glob.escape(target.name) + ".tmp*"):
+    prefix = side_path(target, "tmp-").name
+    for stale in target.parent.glob(glob.escape(prefix) + "*"):
         if keep is not None and stale == Path(keep):
             continue
-        if stale.is_dir():
+        if not _stale_temp(stale, prefix, built_under_lock):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             stale.unlink(missing_ok=True)
 
 
-def swap_in(new: str | os.PathLike, target: str | os.PathLike, marker: str = RUN_MARKER) -> None:
+def _rename(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """The renames of :func:`swap_in` (a module attribute so tests can make one fail)."""
+    os.replace(src, dst)
+
+
+def swap_in(new: str | os.PathLike, target: str | os.PathLike, marker: str = RUN_MARKER,
+            built_under_lock: bool = True) -> None:
     """Replace the folder ``target`` by the complete folder ``new`` (a sibling); hold the lock.
 
-    Step 1 renames the old result aside to ``<target>.old``, step 2 renames ``new`` in, step 3 deletes
-    the old one.  A crash between 1 and 2 leaves ``<target>.old`` complete (restored by
+    Step 1 renames the old result aside to ``.<target>.old``, step 2 renames ``new`` in, step 3 deletes
+    the old one.  A crash between 1 and 2 leaves ``.<target>.old`` complete (restored by
     :func:`recover`); SIGINT/SIGTERM arriving during the renames are held back until they are done."""
     new, target = Path(new), Path(target)
     if not is_complete(new, marker):
         raise RuntimeError(f"{new} is not a complete result ({marker} missing)")
-    recover(target, marker, keep=new)
+    recover(target, marker, keep=new, built_under_lock=built_under_lock)
     old = old_path(target)
     with deferred_signals():
         if target.exists():
-            _rename(target, old)
+            _rename(target, old)    # POSIX rename: atomic; `old` was removed by recover
         _rename(new, target)
     shutil.rmtree(old, ignore_errors=True)
 

@@ -7,6 +7,11 @@ path is used as is), loaded into the architecture built from the entry's ``kwarg
 would have written it.  Every later stage therefore reads one format; the JSON records where the
 weights came from (``official_source``, ``official_path``) and the file's ``official_sha256``.
 
+The import holds the network folder's lock (``.<network>.lock``, :func:`dpir.atomic.exclusive_lock`, the
+lock ``dpir train`` takes too), so two imports of one network (a job left running after Snakemake was
+killed, then a re-run) take turns; one that had to wait and finds the network the other imported from
+the same file (source, SHA-256, architecture and kwargs) returns it without importing again.
+
 Loaders by architecture (the file layouts differ):
 
 - ``srdiff``: :func:`baselines.srdiff.checkpoint.load_official` (Lightning-style ``state_dict.model``;
@@ -31,6 +36,7 @@ stops with the member names, and the config's ``official:`` should name the unpa
 """
 from __future__ import annotations
 
+import logging
 import re
 import zipfile
 from pathlib import Path
@@ -40,9 +46,18 @@ import torch
 from torch import nn
 
 from dpir import paths
-from dpir.checkpoint import load_state_strict, save_network
+from dpir.atomic import exclusive_lock, file_stamp
+from dpir.checkpoint import (
+    META_FILE,
+    MODEL_FILE,
+    load_state_strict,
+    read_meta,
+    save_network,
+)
 from dpir.config import network_config
 from dpir.errors import DpirError
+
+log = logging.getLogger(__name__)
 
 
 def resolve_official(spec: str, where: str = "official") -> tuple[Path, str]:
@@ -123,7 +138,12 @@ def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tupl
     kwargs to store (for SRDiff the values read off the file are added)."""
     kwargs = dict(kwargs or {})
     if arch == "srdiff":
-        from baselines.srdiff.checkpoint import SCHEDULE_BUFFERS, infer_kwargs, load_official, read_official
+        from baselines.srdiff.checkpoint import (
+            SCHEDULE_BUFFERS,
+            infer_kwargs,
+            load_official,
+            read_official,
+        )
 
         state = dict(read_official(path))
         betas = state.get("betas")
@@ -158,10 +178,31 @@ def import_official(config: dict, network: str) -> Path:
                         f"`dpir train --network {network}`, not imported")
     path, source = resolve_official(str(spec), f"networks.{network}.official")
     check_single_checkpoint(path, f"networks.{network}.official")
-    model, kwargs = load_official_network(net_cfg["arch"], net_cfg.get("kwargs") or {}, path)
+    sha = sha256_file(path)
+    arch, cfg_kwargs = net_cfg["arch"], dict(net_cfg.get("kwargs") or {})
     out_dir = paths.network_dir(config, network)
-    save_network(model, out_dir, net_cfg["arch"], kwargs, official_source=source, official_path=str(path),
-                 official_sha256=sha256_file(path), network=network)
-    # a train_log.json of an earlier, trained network of the same name would be reported as this one's
-    (out_dir / "train_log.json").unlink(missing_ok=True)
+    before = file_stamp(out_dir / META_FILE)
+    with exclusive_lock(out_dir, f"`dpir import-official --network {network}`") as waited:
+        if waited and file_stamp(out_dir / META_FILE) != before and _imported(out_dir, arch, cfg_kwargs, source, sha):
+            log.info("%s was imported by another process while this one waited: reusing %s", network, out_dir)
+            return paths.network_file(config, network)
+        model, kwargs = load_official_network(arch, cfg_kwargs, path)
+        # the old model.json goes first: a crash while saving never leaves new weights under old metadata
+        (out_dir / META_FILE).unlink(missing_ok=True)
+        save_network(model, out_dir, arch, kwargs, official_source=source, official_path=str(path),
+                     official_sha256=sha, network=network)
+        # a train_log.json of an earlier, trained network of the same name would be reported as this one's
+        (out_dir / "train_log.json").unlink(missing_ok=True)
     return paths.network_file(config, network)
+
+
+def _imported(out_dir: Path, arch: str, kwargs: dict, source: str, sha: str) -> bool:
+    """Whether ``out_dir`` holds ``arch`` imported from the file ``source`` with SHA-256 ``sha`` and the
+    config's ``kwargs`` (the saved kwargs may add values read off the file, as for SRDiff)."""
+    try:
+        meta = read_meta(out_dir)
+    except DpirError:
+        return False
+    saved = meta.get("kwargs") if isinstance(meta.get("kwargs"), dict) else {}
+    return (meta.get("arch") == arch and meta.get("official_source") == source and meta.get("official_sha256") == sha
+            and {**saved, **kwargs} == saved and (out_dir / MODEL_FILE).is_file())

@@ -400,19 +400,6 @@ def test_archive_is_extracted_once_and_redone_without_marker(env, server, tmp_pa
     assert not [p for p in out.iterdir() if p.name.startswith(".extract-")]
 
 
-def test_archives_sharing_a_folder_keep_each_other(tmp_path):
-    hr, lr = tmp_path / "hr.zip", tmp_path / "lr.zip"
-    hr.write_bytes(zip_bytes({"DIV2K_valid_HR/0801.png": b"h"}))
-    lr.write_bytes(zip_bytes({"DIV2K_valid_LR_bicubic/X4/0801x4.png": b"l"}))
-    dest = tmp_path / "div2k"
-    archive.extract(hr, dest, digest="1", kind="zip")
-    archive.extract(lr, dest, digest="2", kind="zip")
-    assert (dest / "DIV2K_valid_HR/0801.png").exists()
-    assert (dest / "DIV2K_valid_LR_bicubic/X4/0801x4.png").exists()
-    assert archive.is_extracted(hr, dest, "1") and archive.is_extracted(lr, dest, "2")
-    assert not archive.is_extracted(hr, dest, "other-hash")
-
-
 def _tar_with(tmp_path, add) -> Path:
     p = tmp_path / "a.tar"
     with tarfile.open(p, "w") as t:

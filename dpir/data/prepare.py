@@ -13,25 +13,23 @@ Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every co
 and the report repeats them.  The manifest is written last and atomically, so a folder without a
 manifest is never taken for a complete one.
 
-Publishing is safe against concurrent runs and crashes (:func:`publish_dir`): everything, manifest
-last, is written into a fresh folder private to this process (``.<dataset>.tmp-<host>-<pid>-*`` beside
-the target), which then replaces ``<data_dir>/<task>/<dataset>`` under an exclusive lock
-(``.<dataset>.lock``): the old folder is renamed aside to ``.<dataset>.old``, the new one renamed in,
-the old one deleted.  Two runs of the same (task, dataset) build side by side and publish one after
-the other, each a complete result; a crash at any point leaves the old or the new complete folder,
-and the next prepare (or the next read of the manifest) puts back an old folder stranded between the
-two renames and deletes the private folders of dead processes.
+Publishing is safe against concurrent runs and crashes (:func:`publish_dir`, with the helpers of
+:mod:`dpir.atomic` that restore, score and train use too): everything, manifest last, is written into a
+fresh folder private to this process (``.<dataset>.tmp-<host>-<pid>-*`` beside the target,
+:func:`dpir.atomic.unique_temp_dir`), which then replaces ``<data_dir>/<task>/<dataset>`` under an
+exclusive lock (``.<dataset>.lock``, :func:`dpir.atomic.exclusive_lock`): the old folder is renamed aside
+to ``.<dataset>.old``, the new one renamed in, the old one deleted (:func:`dpir.atomic.swap_in`, with
+``manifest.json`` as the completion marker).  Two runs of the same (task, dataset) build side by side
+and publish one after the other, each a complete result; a crash at any point leaves the old or the
+new complete folder, and the next prepare (or the next read of the manifest) puts back an old folder
+stranded between the two renames and deletes the private folders of dead processes of this host
+(:func:`dpir.atomic.recover`; a live build beside it is left alone).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import shutil
-import socket
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +37,25 @@ from pathlib import Path
 import torch
 
 from dpir import paths
-from dpir.checkpoint import atomic_write_text
+from dpir.atomic import (
+    atomic_write_text,
+    blocking_file,
+    exclusive_lock,
+    old_path,
+    recover,
+    swap_in,
+    unique_temp_dir,
+)
 from dpir.data import bundled
 from dpir.data.degrade import mod_crop
-from dpir.data.images import ImageTooSmall, SkippedFile, list_images, read_image, to_rgb_float, write_png
+from dpir.data.images import (
+    ImageTooSmall,
+    SkippedFile,
+    list_images,
+    read_image,
+    to_rgb_float,
+    write_png,
+)
 from dpir.data.paper import TRAIN_ONLY_KINDS, RawBurst
 from dpir.errors import DpirError, UnknownNameError
 from dpir.tasks import observe, prepare_burst_image, write_pair
@@ -130,7 +143,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
     root = paths.prepared(config, task_name, dataset_name)
     _check_data_dir(root)
     recover_dir(root)
-    work = _private_dir(root)
+    work = unique_temp_dir(root)
     try:
         manifest = _prepare_into(work, ds, task, task_name, dataset_name, splits)
         publish_dir(work, root)
@@ -216,98 +229,36 @@ def _prepare_into(work: Path, ds: dict, task: dict, task_name: str, dataset_name
     return manifest
 
 
-# --- publishing a prepared folder: private build, atomic rename under a lock, crash recovery -------------
-# Not specific to prepare (restore/score/train folders could be published the same way).
+# --- publishing a prepared folder: private build, locked two-rename swap, crash recovery (dpir.atomic) ------
 
 def _check_data_dir(root: Path) -> None:
     """The prepared folder's nearest existing ancestor must be a folder, else ``mkdir`` fails with a traceback."""
-    p = root
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    if p.exists() and not p.is_dir():
+    p = blocking_file(root)
+    if p is not None:
         raise DpirError(f"config key data_dir: {p} is a file, not a folder, so {root} cannot be created; set "
                         f"data_dir to a folder (e.g. --set data_dir=data/prepared) or move the file away")
 
 
-def _side(target: Path, what: str) -> Path:
-    return target.with_name(f".{target.name}.{what}")
-
-
-def _private_prefix(target: Path) -> str:
-    # host and pid name the owner, so a later run can tell a dead process's leftovers from a live build
-    return f".{target.name}.tmp-{socket.gethostname()}-{os.getpid()}-"
-
-
-def _private_dir(target: Path) -> Path:
-    """A new, empty folder beside ``target`` (same file system: renames are atomic) for this process only."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=target.parent, prefix=_private_prefix(target)))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(work, 0o777 & ~umask)      # mkdtemp makes it 0700; the published folder gets the usual mode
-    return work
-
-
-@contextlib.contextmanager
-def target_lock(target: Path):
-    """Exclusive ``flock`` on ``.<name>.lock`` beside ``target``, blocking until it is free.  The lock file
-    stays (deleting it would let two processes lock different files); the kernel drops the lock when the
-    holder exits, so a crashed process never leaves it held."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(_side(target, "lock"), "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:     # someone else's live process
-        return True
-    return True
-
-
-def _recover_locked(target: Path) -> None:
-    old = _side(target, "old")
-    if old.exists():
-        if target.exists():             # the new folder is in place: the old one is leftover (crash while deleting)
-            shutil.rmtree(old, ignore_errors=True)
-        else:                           # crash between the two renames: put the old complete folder back
-            log.warning("%s: restoring the previous result %s left by an interrupted run", target, old)
-            os.replace(old, target)
-    host = socket.gethostname()
-    for p in target.parent.glob(f".{target.name}.tmp-{host}-*"):
-        pid = p.name[len(f".{target.name}.tmp-{host}-"):].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
+def _lock(target: Path):
+    return exclusive_lock(target, f"the prepared data {target}")
 
 
 def recover_dir(target: Path) -> None:
     """Undo what an interrupted :func:`publish_dir` left behind (see the module docstring); cheap when
-    there is nothing to do.  Folders of other hosts are left alone: their processes cannot be checked."""
+    there is nothing to do.  Private folders of other hosts are left alone: their processes cannot be checked."""
     target = Path(target)
     if not target.parent.is_dir():
         return
-    with target_lock(target):
-        _recover_locked(target)
+    with _lock(target):
+        recover(target, MANIFEST, built_under_lock=False)
 
 
 def publish_dir(src: Path, target: Path) -> None:
-    """Replace the folder ``target`` by the complete folder ``src`` (same parent), so that ``target`` is
-    always either the old or the new complete folder, or missing with the old one at ``.<name>.old``
-    (put back by :func:`recover_dir`).  Concurrent publishers take turns under :func:`target_lock`."""
-    old = _side(target, "old")
-    with target_lock(target):
-        _recover_locked(target)
-        if target.exists():
-            os.replace(target, old)     # POSIX rename: atomic; fails only if `old` exists (removed above)
-        os.replace(src, target)
-        shutil.rmtree(old, ignore_errors=True)
+    """Replace the folder ``target`` by the complete folder ``src`` (same parent, manifest written), so
+    that ``target`` is always either the old or the new complete folder, or missing with the old one at
+    ``.<name>.old`` (put back by :func:`recover_dir`).  Concurrent publishers take turns under the lock."""
+    with _lock(target):
+        swap_in(src, target, MANIFEST, built_under_lock=False)
 
 
 def _record_notes(manifest: dict, dataset_name: str, image_id: str, notes: list[str]) -> None:
@@ -319,7 +270,7 @@ def _record_notes(manifest: dict, dataset_name: str, image_id: str, notes: list[
 
 def read_manifest(config: dict, task: str, dataset: str) -> dict:
     path = paths.manifest(config, task, dataset)
-    if not path.exists() and _side(path.parent, "old").exists():
+    if not path.exists() and old_path(path.parent).exists():
         recover_dir(path.parent)        # a prepare interrupted while publishing: its previous result is back
     if not path.exists():
         raise DpirError(f"{path} is missing: run `dpir prepare --task {task} --dataset {dataset}` first")

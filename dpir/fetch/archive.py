@@ -26,22 +26,18 @@ own checksum): ``dpir fetch`` uses it to confirm a download whose length the ser
 """
 from __future__ import annotations
 
-import fcntl
 import glob
-import hashlib
 import json
 import os
 import re
 import shutil
 import stat
 import tarfile
-import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 
+from dpir.atomic import exclusive_lock_file, temp_lock_file
 from dpir.errors import DpirError
 
 MARKER_PREFIX = ".complete-"
@@ -208,16 +204,9 @@ def _copy_bounded(src, fh, budget: int) -> int:
     return n
 
 
-@contextmanager
-def _dest_lock(dest: Path) -> Iterator[None]:
+def _dest_lock(dest: Path):
     """One archive at a time moves its files into ``dest`` (the flock file lives in the temp dir)."""
-    key = hashlib.sha256(str(dest.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"dpir-extract-{key}.flock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock_file(temp_lock_file("extract", dest), f"the extraction into {dest}")
 
 
 def _claimed_by_others(dest: Path, archive: Path) -> set[str]:

@@ -21,19 +21,15 @@ that ``dpir.metrics.weights.fetch_command`` prints, such as ``lpips_alex``).  ``
 """
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from dpir.atomic import blocking_file, exclusive_lock_file, temp_lock_file
 from dpir.errors import DpirError, UnknownNameError
 
 HERE = Path(__file__).resolve().parent
@@ -81,10 +77,8 @@ def _env_dir(var: str, default: Path) -> Path:
     """The folder named by environment variable ``var`` (else ``default``), refused if it is a file."""
     value = os.environ.get(var)
     path = Path(value) if value else default
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    probe = blocking_file(path)
+    if probe is not None:
         named = f"${var}={value}" if value else f"the default {path} (${var} is unset)"
         raise DpirError(f"{named} is not a folder: {probe} is a file. Point {var} at a folder "
                         f"(or move that file away)")
@@ -211,10 +205,8 @@ def lock_path() -> Path:
     if value and path.is_dir():
         raise DpirError(f"$DPIR_REGISTRY_LOCK={value} is a folder, not a file: point it at a JSON file "
                         f"such as {path / 'registry.lock.json'} (or unset it to use {DEFAULT_LOCK_PATH})")
-    probe = path.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
+    probe = blocking_file(path.parent)
+    if probe is not None:
         named = f"$DPIR_REGISTRY_LOCK={value}" if value else f"the registry lock {path}"
         raise DpirError(f"{named} cannot be created: {probe} is a file, not a folder. Point "
                         f"DPIR_REGISTRY_LOCK at a file in an existing folder")
@@ -250,16 +242,9 @@ def read_lock() -> dict[str, dict[str, Any]]:
     return files
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path):
     # The flock file lives in the temp dir so the (committed) folder of the lock stays clean.
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    with open(Path(tempfile.gettempdir()) / f"dpir-registry-lock-{key}.flock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return exclusive_lock_file(temp_lock_file("registry-lock", path), f"the registry lock {path}")
 
 
 def _write_lock(path: Path, files: dict[str, dict[str, Any]]) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, base_config, write_yaml
 from PIL import Image
 
 from dpir import paths
@@ -27,7 +28,6 @@ from dpir.cli import main
 from dpir.data.images import SkippedFile, read_image
 from dpir.data.prepare import prepare, read_manifest
 from dpir.errors import DpirError
-from helpers import ROOT, base_config, write_yaml
 
 
 def _png(path: Path, h: int, w: int, seed: int = 0) -> Path:
@@ -347,10 +347,10 @@ def test_two_concurrent_prepares_both_succeed_with_one_complete_result(tmp_path,
 
 def test_crash_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     """Attempt: a second prepare that dies after renaming the old result aside and before renaming the new
-    one in (os.replace raises on that call), with a stale private folder of a dead process beside it.
+    one in (the swap's second rename raises), with a stale private folder of a dead process beside it.
     Expected: the old complete result is kept aside and put back by the next read of the manifest or the
     next prepare, which then publishes a complete result and removes the leftovers."""
-    import dpir.data.prepare as P
+    from dpir import atomic
 
     src = tmp_path / "src"
     src.mkdir()
@@ -360,19 +360,18 @@ def test_crash_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     root = paths.prepared(cfg, "sr", "mine")
     _png(src / "b.png", 16, 16, seed=3)
 
-    real, calls = os.replace, []
+    real, calls = atomic._rename, []
 
-    def crashing_replace(a, b, *args, **kw):
-        if Path(a).is_dir():
-            calls.append((Path(a).name, Path(b).name))
-            if len(calls) == 2:
-                raise OSError("simulated crash between the renames")
-        return real(a, b, *args, **kw)
+    def crashing_rename(a, b):      # the swap's renames (dpir.atomic.swap_in)
+        calls.append((Path(a).name, Path(b).name))
+        if len(calls) == 2:
+            raise OSError("simulated crash between the renames")
+        real(a, b)
 
-    monkeypatch.setattr(P.os, "replace", crashing_replace)
+    monkeypatch.setattr(atomic, "_rename", crashing_rename)
     with pytest.raises(OSError, match="simulated crash"):
         prepare(cfg, "sr", "mine", splits=("test",))
-    monkeypatch.setattr(P.os, "replace", real)
+    monkeypatch.setattr(atomic, "_rename", real)
     assert calls[0] == ("mine", ".mine.old")
     assert not root.exists() and (root.parent / ".mine.old" / "manifest.json").exists()
     # readers find the previous complete result again
@@ -385,10 +384,10 @@ def test_crash_between_the_two_renames_is_recovered(tmp_path, monkeypatch):
     (stale / "test").mkdir(parents=True)
     # and a crash between the renames again, now recovered by prepare itself
     calls.clear()
-    monkeypatch.setattr(P.os, "replace", crashing_replace)
+    monkeypatch.setattr(atomic, "_rename", crashing_rename)
     with pytest.raises(OSError, match="simulated crash"):
         prepare(cfg, "sr", "mine", splits=("test",))
-    monkeypatch.setattr(P.os, "replace", real)
+    monkeypatch.setattr(atomic, "_rename", real)
     man = prepare(cfg, "sr", "mine", splits=("test",))
     assert man["splits"]["test"]["ids"] == ["a", "b"]
     assert not stale.exists()

@@ -118,6 +118,7 @@ def test_archives_sharing_a_top_level_folder_never_delete_each_other(tmp_path):
     f4, f2 = dest / "DIV2K_valid_LR_bicubic/X4/0801x4.png", dest / "DIV2K_valid_LR_bicubic/X2/0801x2.png"
     assert f4.read_bytes() == b"four" and f2.read_bytes() == b"two"
     assert archive.is_extracted(x4, dest, "4") and archive.is_extracted(x2, dest, "2")
+    assert not archive.is_extracted(x4, dest, "other-hash")
     archive.marker_path(dest, x4).unlink()                 # X4 interrupted / re-done: X2 must survive
     archive.extract(x4, dest, digest="4", kind="zip")
     assert f4.read_bytes() == b"four" and f2.read_bytes() == b"two"

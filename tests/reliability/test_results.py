@@ -14,13 +14,13 @@ import time
 
 import pytest
 import torch
+from helpers import ROOT, base_config
 
 from dpir import atomic, paths
 from dpir.checkpoint import check_trained_for, read_meta, save_network, training_hash
 from dpir.cli import main
 from dpir.data.prepare import prepare
 from dpir.errors import DpirError
-from helpers import ROOT, base_config
 
 TASK, DS = "sr", "bundled"
 
@@ -69,8 +69,10 @@ def pngs(folder):
 
 
 def siblings(out_dir):
-    """Leftovers beside a run folder: temporary, partial, old and shard folders (lock files are hidden)."""
-    return sorted(p.name for p in out_dir.parent.iterdir() if p.name.startswith(out_dir.name + "."))
+    """Leftovers beside a run folder: partial and shard folders, hidden temporary and old folders (not
+    lock files, which stay)."""
+    return sorted(p.name for p in out_dir.parent.iterdir() if p.name.startswith(out_dir.name + ".")
+                  or (p.name.startswith(f".{out_dir.name}.") and not p.name.endswith(".lock")))
 
 
 def spawn(args, log_path):
@@ -89,6 +91,21 @@ def wait_for_text(paths_, text, timeout=180):
     raise AssertionError(f"{text!r} not in every log: " + " | ".join(p.read_text()[-500:] for p in paths_))
 
 
+def run_two_while_locked(target, args, tmp_path):
+    """Start two `dpir <args>` processes while this test holds ``target``'s lock (so they must overlap),
+    release it once both say they wait, and return their logs after asserting both exited 0."""
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    with atomic.exclusive_lock(target):
+        procs = [spawn(args, p) for p in logs]
+        wait_for_text(logs, "waiting for")
+    codes = [p.wait(timeout=300) for p, _ in procs]
+    for _, f in procs:
+        f.close()
+    text = [p.read_text() for p in logs]
+    assert codes == [0, 0], text
+    return text
+
+
 # ------------------------------------------------------------------------------------ 1. concurrency
 
 def test_two_concurrent_restores_of_one_run_take_turns(cfg, tmp_path):
@@ -96,15 +113,7 @@ def test_two_concurrent_restores_of_one_run_take_turns(cfg, tmp_path):
     was killed, then a re-run). Expected: the second waits for the first's lock; both exit 0; the run
     folder holds every image its run.json lists and no temporary folder is left."""
     out = paths.restored_dir(cfg, TASK, DS, "bicubic", 0)
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    with atomic.exclusive_lock(out):          # both start while the run is busy: they must overlap
-        procs = [spawn(["restore", *cli_args(cfg), *run_args()], p) for p in logs]
-        wait_for_text(logs, "waiting for")
-    codes = [p.wait(timeout=300) for p, _ in procs]
-    for _, f in procs:
-        f.close()
-    text = [p.read_text() for p in logs]
-    assert codes == [0, 0], text
+    text = run_two_while_locked(out, ["restore", *cli_args(cfg), *run_args()], tmp_path)
     rec = json.loads((out / "run.json").read_text())
     assert sorted(rec["images"]) == sorted(n[:-4] for n in pngs(out)) and rec["n_images"] == 2
     assert sum("while this one waited" in t for t in text) == 1       # the second reused the first's run
@@ -118,19 +127,62 @@ def test_two_concurrent_trainings_of_one_network_train_once(cfg, tmp_path):
     from dpir.checkpoint import load_network
 
     net_dir = paths.network_dir(cfg, "udp_denoiser")
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    with atomic.exclusive_lock(net_dir):
-        procs = [spawn(["train", *cli_args(cfg), "--network", "udp_denoiser"], p) for p in logs]
-        wait_for_text(logs, "waiting for")
-    codes = [p.wait(timeout=300) for p, _ in procs]
-    for _, f in procs:
-        f.close()
-    text = [p.read_text() for p in logs]
-    assert codes == [0, 0], text
+    text = run_two_while_locked(net_dir, ["train", *cli_args(cfg), "--network", "udp_denoiser"], tmp_path)
     assert sum("reusing" in t for t in text) == 1
     load_network(net_dir)
     assert read_meta(net_dir)["record"]["config_hash"] == training_hash(cfg["networks"]["udp_denoiser"])
     assert sorted(p.name for p in net_dir.iterdir()) == ["model.json", "model.safetensors", "train_log.json"]
+
+
+def test_two_concurrent_imports_of_official_weights_import_once(cfg, tmp_path, caplog):
+    """Attempt: two `dpir import-official` of one network at once (two threads that start while the
+    network's lock is held) from a small official checkpoint file. Expected: both wait for the lock,
+    one imports and the other reuses its result (same file, SHA-256 and kwargs) without importing
+    again; the saved weights equal the file's and no half-written file is left."""
+    import logging
+
+    from helpers import same_weights
+
+    from dpir.checkpoint import load_network
+    from dpir.nets import build_network
+    from dpir.official import import_official
+
+    kw = {"upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0, "depths": [1],
+          "embed_dim": 6, "num_heads": [1], "mlp_ratio": 1.0, "upsampler": "pixelshuffledirect",
+          "resi_connection": "1conv"}
+    torch.manual_seed(0)
+    ref = build_network("swinir", **kw)
+    weights = tmp_path / "swinir_official.pth"
+    torch.save({"params": ref.state_dict()}, weights)
+    cfg["networks"]["swinir_sr"].update(official=str(weights), kwargs=kw)
+    net_dir = paths.network_dir(cfg, "swinir_sr")
+    errors, outs = [], []
+
+    def work():
+        try:
+            outs.append(import_official(cfg, "swinir_sr"))
+        except Exception as e:  # noqa: BLE001 - collected for the assertion
+            errors.append(e)
+
+    def said(text):
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    threads = [threading.Thread(target=work) for _ in range(2)]
+    with caplog.at_level(logging.INFO, logger="dpir"):
+        with atomic.exclusive_lock(net_dir):
+            for t in threads:
+                t.start()
+            end = time.monotonic() + 60
+            while said("waiting for") < 2 and time.monotonic() < end:
+                time.sleep(0.05)
+        for t in threads:
+            t.join(timeout=120)
+    assert errors == [] and len(outs) == 2 and said("waiting for") == 2
+    assert said("imported by another process while this one waited: reusing") == 1
+    meta = read_meta(net_dir)
+    assert meta["official_source"] == f"file:{weights}" and meta["kwargs"] == kw
+    assert same_weights(load_network(net_dir), ref)
+    assert sorted(p.name for p in net_dir.iterdir()) == ["model.json", "model.safetensors"]
 
 
 def test_atomic_write_text_from_many_threads(tmp_path):
