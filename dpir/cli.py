@@ -131,7 +131,7 @@ def cmd_ablations(args):
 
 
 def cmd_tflops(args):
-    from dpir.report.tflops import write_tflops
+    from dpir.tflops import write_tflops
 
     cfg = _config(args)
     out = write_tflops(cfg, args.task, args.out or f"{cfg['out']}/cost", args.width, args.height)

@@ -75,9 +75,10 @@ def main() -> None:
         print(json.dumps(one(args)))
         return
     from dpir.config import load_config
+    from dpir.workflow_facts import is_published
 
     cfg = load_config(args.config)
-    methods = args.methods or [m for m, mc in cfg["tasks"][args.task]["methods"].items() if mc["kind"] != "published"]
+    methods = args.methods or [m for m, mc in cfg["tasks"][args.task]["methods"].items() if not is_published(mc)]
     rows = []
     for m in methods:
         cmd = [sys.executable, __file__, "--task", args.task, "--one", m, "--reps", str(args.reps),

@@ -122,7 +122,8 @@ def _stage(cmd: str, deps: list[str], params: list, outs: list[str], **extra) ->
 
 def build(config_paths: list[str]) -> dict:
     from dpir.config import ablation_methods, ablation_tables, enabled_tasks, load_config, method_config, read_yaml
-    from dpir.methods import METHODS, networks_of, seeds_of
+    from dpir.methods import METHODS
+    from dpir.workflow_facts import is_published, networks_of, seeds_of
     from dpir.nets import ARCHS
     from dpir.report.report import table_name
     from dpir.train import TRAINERS
@@ -161,7 +162,7 @@ def build(config_paths: list[str]) -> dict:
         return [v for v in train.values() if isinstance(v, str) and v in cfg["networks"] and v != n]
 
     methods = [(t, m) for t in enabled_tasks(cfg) for m, mc in cfg["tasks"][t]["methods"].items()
-               if mc["kind"] != "published"]   # rows of copied scores never run
+               if not is_published(mc)]   # rows of copied scores never run
     # ablation-only methods (ablations.methods.<task>) that an enabled ablation table names
     abl_rows = {(spec["task"], r) for spec in ablation_tables(cfg).values() for r in spec.get("rows", [])}
     methods += [(t, m) for t, m in sorted(abl_rows) if m in ablation_methods(cfg, t)]
@@ -214,7 +215,7 @@ def build(config_paths: list[str]) -> dict:
     report = _stage(
         smk(f"{out}/report.md", "--forcerun report") + f" && python scripts/gen_dvc.py metrics {out}/tables {out}/metrics.json",
         common + ["workflow/rules/report.smk", "scripts/gen_dvc.py"]
-        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.report.tflops"]) + score_dirs,
+        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs,
         _params(raw, ["report", "description", "enabled_tasks", "run_ablations", "ablations"]),
         [f"{out}/report.md"] + [f"{out}/tables/{n}.md" for n in tables]
         + ([f"{out}/ablations"] if ablation_tables(cfg) else []))

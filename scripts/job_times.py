@@ -26,7 +26,7 @@ def read_tsv(path: Path) -> tuple[float, float]:
 
 def summarise(out: Path, config: dict) -> dict[tuple[str, str], list[float]]:
     from dpir.config import ablation_methods
-    from dpir.methods import networks_of
+    from dpir.workflow_facts import networks_of
 
     abl_nets = {n for task in config["tasks"] for m in ablation_methods(config, task).values() for n in networks_of(m)}
     main_nets = {n for t in config["tasks"].values() for m in t["methods"].values() for n in networks_of(m)}

@@ -157,7 +157,7 @@ def test_tiny_images_are_padded():
 
 
 def test_per_call_flops_sums_each_module_of_a_group_once():
-    from dpir.report.tflops import per_call_flops
+    from dpir.tflops import per_call_flops
 
     m = Twice()
     per = per_call_flops(m, torch.rand(1, 3, 4, 5))
@@ -180,7 +180,7 @@ def test_fftformer_pads_to_32_and_crops():
 
 def test_tflops_table_reuses_per_call_costs_of_shared_networks(monkeypatch, prepared):
     """DP-IR variants built from the same networks are measured at full size once."""
-    import dpir.report.tflops as T
+    import dpir.tflops as T
 
     calls = []
     monkeypatch.setattr(T, "per_call_flops", lambda m, y: calls.append(1) or {g: 10 for g in m.nfe_groups()})

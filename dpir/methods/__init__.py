@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dpir.methods.base import BuildContext, Method
 from dpir.nets import resolve
+# torch-free facts about method configs, re-exported (the workflow and the report import dpir.workflow_facts)
+from dpir.workflow_facts import DETERMINISTIC_KINDS, PUBLISHED, is_published, networks_of, seeds_of  # noqa: F401
 
 METHODS: dict[str, str] = {
     "bicubic": "dpir.methods.simple:bicubic",
@@ -22,13 +24,6 @@ METHODS: dict[str, str] = {
     "diffir": "baselines.diffir.method:build",
 }
 
-DETERMINISTIC_KINDS = {"bicubic", "backbone", "burst_bicubic"}
-PUBLISHED = "published"
-
-
-def is_published(method_cfg: dict) -> bool:
-    return method_cfg.get("kind") == PUBLISHED
-
 
 def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
     if is_published(method_cfg):
@@ -38,16 +33,3 @@ def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
                         f"source: {method_cfg.get('source', '?')}): it is copied from its paper, never restored")
     factory = resolve(METHODS, "method kind", method_cfg["kind"])
     return factory(method_cfg, ctx)
-
-
-def networks_of(method_cfg: dict) -> list[str]:
-    """Names of the trained networks a method config refers to (for workflow dependencies)."""
-    return [method_cfg[k] for k in ("network", "ir", "denoiser", "fusion") if k in method_cfg]
-
-
-def seeds_of(method_cfg: dict, task_cfg: dict) -> list[int]:
-    """Seeds a method runs with; none for a published-scores row (it never runs)."""
-    if is_published(method_cfg):
-        return []
-    seeds = method_cfg.get("seeds") or task_cfg.get("seeds") or [0]
-    return seeds[:1] if method_cfg["kind"] in DETERMINISTIC_KINDS else list(seeds)

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from dpir.data.burst import demosaic_bilinear, process_linear_to_srgb
+from dpir.isp import demosaic_bilinear, srgb_batch  # noqa: F401  (srgb_batch: re-exported)
 from dpir.data.degrade import bicubic_resize
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
 from dpir.keys import config_keys
-
-
-def srgb_batch(x: torch.Tensor, metas: list[dict]) -> torch.Tensor:
-    """Linear camera RGB (B,3,H,W) -> sRGB, each batch element through the ISP of its own burst."""
-    if len(metas) != x.shape[0]:
-        raise DpirError(f"{len(metas)} burst metadata entries for a batch of {x.shape[0]} bursts")
-    return torch.stack([process_linear_to_srgb(x[i], m) for i, m in enumerate(metas)])
 
 
 class BurstBicubic(Method):
@@ -41,6 +34,9 @@ class BurstBicubic(Method):
             raise DpirError("burst_bicubic needs the bursts' metadata (meta=[...]) to convert to sRGB")
         x = bicubic_resize(demosaic_bilinear(y[:, 0]), float(self.scale)).to(y.device).clamp(0, 1)
         return srgb_batch(x, meta)
+
+    def expected_nfe(self) -> int:
+        return 0  # no network
 
 
 @config_keys()

@@ -499,6 +499,6 @@ class BSRT(nn.Module):
     @staticmethod
     def _base(ref: torch.Tensor) -> torch.Tensor:
         """Bilinear demosaic of the reference frame, upsampled 4x bilinearly: (B, 4, h, w) -> (B, 3, 8h, 8w)."""
-        from dpir.data.burst import demosaic_bilinear
+        from dpir.isp import demosaic_bilinear
 
         return F.interpolate(demosaic_bilinear(ref), scale_factor=4, mode="bilinear", align_corners=False)

@@ -31,6 +31,7 @@ from dpir.checkpoint import atomic_write_text
 from dpir.config import ablation_dataset, ablation_tables, all_methods
 from dpir.errors import DpirError
 from dpir.report.tables import ARROW, Footnotes, Table, digits_for
+from dpir.workflow_facts import networks_of
 
 ALIASES = ("psnr", "ssim", "perceptual")
 
@@ -338,8 +339,6 @@ def training_chain(config: dict, names: list[str], skip: set[str]) -> list[str]:
 
 def training_cost_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str]]:
     """Table 7: what each method trains, from the networks' own ``train_log.json``."""
-    from dpir.methods import networks_of
-
     task = spec["task"]
     methods = all_methods(config, task)
     fn = Footnotes(f"{name.replace('_', '-')}-")

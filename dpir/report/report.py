@@ -12,6 +12,7 @@ from dpir.errors import DpirError
 from dpir.report.plots import perception_distortion
 from dpir.report.tables import Table, build_table, published_record
 from dpir.score import load_scores
+from dpir.workflow_facts import is_published
 
 PERCEPTUAL_PREFERENCE = ["lpips_alex", "topiq_delta"]
 
@@ -30,7 +31,7 @@ def render_tables(config: dict) -> list[tuple[str, str, Table]]:
             recs = [r for r in records if r["dataset"] == ds and r["method"] in tcfg["methods"]]
             if not recs:
                 continue
-            recs += [p for name, mcfg in tcfg["methods"].items() if mcfg["kind"] == "published"
+            recs += [p for name, mcfg in tcfg["methods"].items() if is_published(mcfg)
                      if (p := published_record(name, mcfg, ds))]
             metrics = tcfg.get("metrics") or list(recs[0]["metrics"])
             title = f"{tcfg.get('title', task)} — dataset `{ds}`"

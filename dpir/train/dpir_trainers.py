@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from dpir.diffusion.schedule import linear_schedule
 from dpir.errors import DpirError
-from dpir.methods.burst import srgb_batch
+from dpir.isp import srgb_batch
 from dpir.nets import build_network
 from dpir.rng import rand, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
@@ -69,7 +69,7 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
 
     Burst task (paper Sec. 4.1: the fusion net is trained on the burst network's outputs converted to
     sRGB): x0_IR = ISP(phi_IR(frames), meta) and the target is ISP(linear gt, meta), each burst with its
-    own metadata (:func:`dpir.data.burst.process_linear_to_srgb`)."""
+    own metadata (:func:`dpir.isp.process_linear_to_srgb`)."""
     train = _train_cfg(net_cfg)
     for key in ("ir", "denoiser", "tau"):
         if key not in train:

@@ -11,7 +11,7 @@ from dpir import paths as P
 from dpir.config import (NAME_PATTERN, ablation_dataset, ablation_tables, all_methods, config_hash, enabled_tasks,
                          method_config, validate_config)
 from dpir.errors import DpirError
-from dpir.methods import networks_of, seeds_of
+from dpir.workflow_facts import networks_of, seeds_of
 
 try:
     CFG = validate_config(dict(config))
@@ -109,3 +109,20 @@ def ablation_inputs():
 
 def method_cfg(w):
     return method_config(CFG, w.task, w.method)
+
+
+# ---- input functions of fetch.smk and shard.smk (kept here: `snakemake --lint` flags rule files with functions)
+
+def official_input(w):
+    """A plain path is an input (its mtime reruns the import); a fetch name is resolved by the job."""
+    spec = str(CFG["networks"][w.network]["official"])
+    return [spec] if Path(spec).is_file() else []
+
+
+def shards_of(task, method):
+    return int(CFG["tasks"][task]["methods"][method].get("shards") or 1)
+
+
+def shard_runs(w):
+    n = shards_of(w.task, w.method)
+    return [f"{OUT}/restored/{w.task}/{w.dataset}/{w.method}/seed{w.seed}.shard{k}of{n}/run.json" for k in range(n)]

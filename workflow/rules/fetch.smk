@@ -8,11 +8,7 @@ import re
 
 OFFICIAL_NETWORKS = sorted(n for n, c in CFG["networks"].items() if c.get("official"))
 
-
-def official_input(w):
-    """A plain path is an input (its mtime reruns the import); a fetch name is resolved by the job."""
-    spec = str(CFG["networks"][w.network]["official"])
-    return [spec] if Path(spec).is_file() else []
+# input function: official_input (common.smk; `snakemake --lint` wants rules and functions apart)
 
 
 ruleorder: import_official > train

@@ -6,19 +6,10 @@
 # the merge consumes (and deletes) them, and their absence never triggers a rerun.
 import re
 
-
-def shards_of(task, method):
-    return int(CFG["tasks"][task]["methods"][method].get("shards") or 1)
-
-
+# input functions: shards_of, shard_runs (common.smk; `snakemake --lint` wants rules and functions apart)
 SHARDED_METHODS = sorted({m for t in enabled_tasks(CFG) for m, c in CFG["tasks"][t]["methods"].items()
                           if int(c.get("shards") or 1) > 1})
 SHARDED_RE = "|".join(re.escape(m) for m in SHARDED_METHODS) or "(?!)"
-
-
-def shard_runs(w):
-    n = shards_of(w.task, w.method)
-    return [f"{OUT}/restored/{w.task}/{w.dataset}/{w.method}/seed{w.seed}.shard{k}of{n}/run.json" for k in range(n)]
 
 
 ruleorder: merge_shards > restore_shard > restore

@@ -1,5 +1,8 @@
 """TFLOPs per output image at a fixed size (the paper's Table 9: per-step cost x NFE + once-per-image).
 
+A measurement (it builds and runs methods), so it sits beside :mod:`dpir.measure`, not in
+:mod:`dpir.report`, which only renders results files (``tests/test_import_rules.py``).
+
 Every method of the task is built from its trained networks and restores one input whose output
 has the requested size.  Each NFE group's modules are hooked with their own FlopCounterMode, and the
 restoration stops as soon as every group has been called once: the per-call cost of each group is
@@ -15,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dpir.checkpoint import atomic_write_text
+from dpir.workflow_facts import is_published, networks_of
 
 
 class _Stop(Exception):
@@ -61,7 +65,6 @@ def per_call_flops(method, y, meta=None) -> dict[str, int]:
 
 def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, methods=None) -> list[dict]:
     from dpir.measure import count_nfe
-    from dpir.methods import networks_of
     from dpir.restore import build
 
     tcfg = config["tasks"][task]
@@ -70,7 +73,7 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
     rows = []
     cache: dict[tuple, dict[str, int]] = {}  # methods built from the same networks share per-call costs
     for name in methods or list(tcfg["methods"]):
-        if tcfg["methods"][name]["kind"] == "published":   # copied scores: nothing to measure
+        if is_published(tcfg["methods"][name]):   # copied scores: nothing to measure
             continue
         m, mcfg, _, device = build(config, task, name)
         if not m.nfe_groups() or tcfg["kind"] == "burst":
