@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from dpir.errors import DpirError, UnknownNameError
+from dpir.workflow_facts import is_published
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -303,7 +304,7 @@ def _check_references(config: dict) -> None:
                 raise DpirError(f"config key 'tasks.{tname}.test_datasets' names dataset {ds!r}, which is not "
                                 f"defined under 'datasets' (defined: {', '.join(sorted(datasets))})")
         for mname, m in task["methods"].items():
-            if m["kind"] == "published":
+            if is_published(m):
                 _check_published(f"tasks.{tname}.methods.{mname}", m, task)
             _check_networks(f"tasks.{tname}.methods.{mname}", m, networks)
     abl = config.get("ablations") or {}

@@ -13,7 +13,8 @@ def default():
 def test_default_configs_validate_and_fill_defaults():
     cfg = load_config([ROOT / "config" / "config.yaml"])
     assert cfg["tasks"]["sr"]["scale"] == 4
-    assert cfg["restore_batch"] == 1          # schema default filled
+    assert cfg["tile_overlap"] == 16          # schema default filled
+    assert "restore_batch" not in cfg         # the dead key is gone (issue 12)
     assert cfg["datasets"]["bundled"]["lr"] == "regenerate"
     load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "test.yaml"])
 

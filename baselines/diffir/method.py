@@ -48,6 +48,10 @@ class DiffIR(Method):
         with torch.no_grad():
             return self.net(y.to(device), generator)
 
+    def expected_nfe(self) -> int:
+        """``timesteps`` (4) IPR-denoiser MLP steps + 1 DIRformer pass + 1 CPEN_S2 pass."""
+        return self.net.timesteps + 2
+
     def modules(self) -> dict[str, nn.Module]:
         return {"diffir_s2": self.net}
 

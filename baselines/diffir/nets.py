@@ -40,7 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpir.rng import Generators, make_generator, randn
+from dpir.errors import DpirError
+from dpir.rng import Generators, randn
 
 from . import sampler
 
@@ -388,6 +389,7 @@ class DiffIRS2(nn.Module):
 
     ``forward(lq, generator)`` draws z_T ~ N(0, I) with :func:`dpir.rng.randn` (so one generator per
     image makes the batch size irrelevant), runs T = 4 denoiser-MLP steps and one DIRformer pass.
+    The generator (or an explicit ``z_T``) is required: there is no hidden default seed.
     """
 
     def __init__(self, task: Task = "sr", *, inp_channels=None, out_channels=None, scale=None, dim=None,
@@ -415,11 +417,15 @@ class DiffIRS2(nn.Module):
 
     def forward(self, lq: torch.Tensor, generator: Generators | None = None,
                 z_T: torch.Tensor | None = None) -> torch.Tensor:
-        """Restore ``lq``.  Without ``generator`` (and ``z_T``) the start noise comes from seed 0."""
+        """Restore ``lq``, the start noise z_T drawn from ``generator`` (one per image, or one for the
+        batch) unless ``z_T`` itself is given.  One of the two is required."""
         h, w = lq.shape[-2:]
         if z_T is None:
-            gen = generator if generator is not None else make_generator(0)
-            z_T = randn((lq.shape[0], self.ipr_dim), gen, device=lq.device, dtype=lq.dtype)
+            if generator is None:
+                raise DpirError("DiffIRS2.forward(lq, generator) needs the generator(s) to draw its start "
+                                "noise z_T from: pass generator=[dpir.rng.make_generator(seed), ...] (one per "
+                                "image) or an explicit z_T=(B, ipr_dim) tensor; there is no default seed")
+            z_T = randn((lq.shape[0], self.ipr_dim), generator, device=lq.device, dtype=lq.dtype)
         lq, _, _ = _pad(lq, PAD_MULTIPLE)
         z_0, _ = self.estimate_ipr(lq, z_T)
         return self.G(lq, z_0)[..., : h * self.scale, : w * self.scale]

@@ -41,6 +41,9 @@ class InDI(Method):
             x = indi_sample(self.net, y_up, self.steps, generator, eps=self.eps)
         return x[..., : s * h, : s * w]
 
+    def expected_nfe(self) -> int:
+        return self.steps  # one network evaluation per step
+
     def modules(self) -> dict[str, nn.Module]:
         return {"net": self.net}
 

@@ -27,6 +27,7 @@ class SRDiff(Method):
     def __init__(self, net: SRDiffNet):
         self.net = net
         self.schedule = cosine_schedule(net.T, net.cosine_s)
+        self.nfe_note = f"SRDiff: one U-Net evaluation per reverse step (T = {net.T}) + one RRDB encoder pass"
 
     def restore(self, y: torch.Tensor, generator: Generators) -> torch.Tensor:
         if y.dim() != 4 or y.shape[1] != 3:
@@ -46,6 +47,9 @@ class SRDiff(Method):
             r0 = ddpm_sample(eps_model, self.schedule, up.shape, generator, device=up.device, clip=1.0)
             x = from_residual(r0, up, net.res_rescale)
         return x[..., : s * h, : s * w].clamp(0.0, 1.0)
+
+    def expected_nfe(self) -> int:
+        return self.net.T + 1  # T U-Net steps + 1 RRDB encoder pass
 
     def modules(self) -> dict[str, nn.Module]:
         return {"rrdb": self.net.rrdb, "denoise_fn": self.net.denoise_fn}

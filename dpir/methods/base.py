@@ -18,6 +18,10 @@ Cost reporting is measured, not computed by formula:
   :func:`dpir.measure.count_nfe` hooks them; a group's count is the largest number of forward calls
   of any module in the group (DP-IR's denoiser and fusion net are called together and count once
   per step), and the NFE is the sum over groups.
+- ``expected_nfe()`` is the method's own formula for that count, from its settings (DP-IR: reverse
+  steps + 1 IR call).  The harness reports the measured count; the method contract test
+  (``tests/test_method_contract.py``) checks that the two agree, so a sampler that silently takes
+  another number of steps fails there.
 - ``modules()`` lists every network used (for the total parameter count) and ``trained_modules()``
   the ones this method trains itself (for the "trained parameters" column; a frozen backbone that
   the method reuses is not counted there).
@@ -65,6 +69,11 @@ class Method:
 
     def restore(self, y: torch.Tensor, generator: Generators) -> torch.Tensor:
         raise NotImplementedError
+
+    def expected_nfe(self) -> int:
+        """The NFE one untiled ``restore`` call should count (:func:`dpir.measure.count_nfe`), computed
+        from the method's settings, not measured.  Every method declares it."""
+        raise NotImplementedError(f"{type(self).__name__} does not declare expected_nfe()")
 
     def modules(self) -> dict[str, nn.Module]:
         return {}

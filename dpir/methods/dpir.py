@@ -66,11 +66,19 @@ class DPIR(Method):
         # the IR net's input is padded to this multiple (cropped after): SwinIR's internal reflect padding
         # to whole windows fails on images smaller than a window (dpir.methods.simple.default_pad_multiple)
         self.ir_pad_multiple = max(1, int(ir_pad_multiple))
-        steps = self.tau if self.ddim_stride is None else math.ceil(self.tau / self.ddim_stride)
+        steps = self.reverse_steps()
         sampler = "ancestral" if self.ddim_stride is None else f"DDIM (stride {self.ddim_stride}, eta {self.eta:g})"
         start = {"jump": "one-step jump to", "sdedit": "forward-noised IR estimate at", "full": "x_T ~ N(0, I) at"}[mode]
         self.nfe_note = (f"NFE = reverse steps ({steps}: denoiser and fusion evaluated together once per step) "
                          f"+ 1 IR-network call = {steps + 1}; start: {start} t = {self.tau}, {sampler} steps")
+
+    def reverse_steps(self) -> int:
+        """Reverse steps from t = tau: tau ancestral steps, or ceil(tau / stride) DDIM steps."""
+        return self.tau if self.ddim_stride is None else math.ceil(self.tau / self.ddim_stride)
+
+    def expected_nfe(self) -> int:
+        """One denoiser+fusion evaluation per reverse step + 1 IR call (tau = T for the full chain)."""
+        return self.reverse_steps() + 1
 
     # --- the estimator -------------------------------------------------------------------------------
     def x0_model(self, x0_ir: torch.Tensor):
@@ -96,7 +104,7 @@ class DPIR(Method):
 
         x0_ir = restore_padded(self.ir, y, self.ir_pad_multiple)
         if meta is not None:
-            from dpir.methods.burst import srgb_batch
+            from dpir.isp import srgb_batch
 
             x0_ir = srgb_batch(x0_ir, meta)
         model = self.x0_model(x0_ir)

@@ -69,6 +69,9 @@ class Bicubic(Method):
     def restore(self, y, generator=None):
         return bicubic_resize(y, float(self.scale)).clamp(0, 1)
 
+    def expected_nfe(self) -> int:
+        return 0  # no network
+
 
 class Backbone(Method):
     """A restoration network used on its own: x = phi_IR(y).
@@ -87,10 +90,13 @@ class Backbone(Method):
         yp, (h, w) = pad_to_multiple(y, self.pad_multiple)
         x = self.net(yp)[..., : h * self.scale, : w * self.scale]
         if meta is not None:
-            from dpir.methods.burst import srgb_batch
+            from dpir.isp import srgb_batch
 
             x = srgb_batch(x, meta)
         return x
+
+    def expected_nfe(self) -> int:
+        return 1  # one forward pass of the IR network
 
     def modules(self):
         return {"ir": self.net}

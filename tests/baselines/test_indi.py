@@ -11,7 +11,6 @@ from baselines.indi.sampler import degrade, indi_sample
 from baselines.srdiff.nets import bicubic_up
 from dpir.checkpoint import save_network
 from dpir.errors import DpirError
-from dpir.measure import count_nfe
 from dpir.methods.base import BuildContext
 from dpir.rng import make_generator
 from dpir.train.base import TrainContext
@@ -82,47 +81,8 @@ def test_noise_term_keeps_the_path_marginals():
 
 # ------------------------------------------------------------------------------ method contract
 
-def test_output_shapes_sr_and_deblur():
-    y = torch.rand(2, 3, 5, 7)
-    assert InDI(tiny_net()).restore(y, gens(0, 2)).shape == (2, 3, 20, 28)
-    assert InDI(tiny_net(scale=1)).restore(y, gens(0, 2)).shape == (2, 3, 5, 7)
-
-
-def test_determinism_and_batch_independence():
-    m = InDI(tiny_net(), steps=4)
-    y = torch.rand(3, 3, 4, 4, generator=torch.Generator().manual_seed(1))
-    a = m.restore(y, gens(0, 3))
-    assert torch.equal(a, m.restore(y, gens(0, 3)))
-    assert not torch.allclose(a, m.restore(y, gens(1, 3)))        # eps > 0: the start noise differs
-    one = m.restore(y[2:3], [make_generator(0, "img2")])
-    # oneDNN kernels are not batch-size invariant (~1e-7), hence a tolerance, not bit equality
-    assert torch.allclose(one, a[2:3], atol=1e-5)
-    det = InDI(tiny_net(), steps=4, eps=0.0)
-    assert not det.stochastic and torch.equal(det.restore(y, gens(0, 3)), det.restore(y, gens(1, 3)))
-
-
-@pytest.mark.parametrize("steps", [1, 10])
-def test_nfe_is_N(steps):
-    m = InDI(tiny_net(), steps=steps)
-    with count_nfe(m) as c:
-        m.restore(torch.rand(1, 3, 2, 2), gens(0, 1))
-    assert c.by_group() == {"net": steps} and c.total == steps
-
-
-def test_golden_value():
-    # Guards against silent changes of the network, time grid, sampler or noise order: the numbers were
-    # recorded from this code (tiny net, torch.manual_seed(0) init, seed 0); update them only for an
-    # intended change and say why in the commit.
-    m = InDI(tiny_net(), steps=10)
-    y = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(3))
-    x = m.restore(y, [make_generator(0, "golden")])
-    assert x.mean().item() == pytest.approx(GOLDEN_MEAN, abs=1e-5)
-    assert x[0, 2, 5, 11].item() == pytest.approx(GOLDEN_PIXEL, abs=1e-5)
-
-
-GOLDEN_MEAN = 1.17996550
-GOLDEN_PIXEL = 0.92069626
-
+# shapes (SR and deblurring), determinism (and eps = 0: not stochastic), batch invariance, counted
+# NFE = steps and a golden value: tests/test_method_contract.py
 
 def test_parameter_counts():
     assert sum(p.numel() for p in InDINet().parameters()) == 12_902_723
