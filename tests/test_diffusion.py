@@ -15,12 +15,15 @@ from dpir.diffusion import (
     ddim,
     ddim_step,
     dpir_sample,
+    eps_to_x0,
     forward_noise,
     full_chain,
     jump_coefficients,
     linear_schedule,
     one_step_jump,
     q_posterior,
+    sqrt_linear_schedule,
+    x0_from_eps,
 )
 
 SCHED = linear_schedule()
@@ -102,6 +105,17 @@ def test_cosine_schedule_nichol_dhariwal():
     assert float(sch.beta(T)) == 0.999
     assert float(sch.beta(1)) == pytest.approx(1 - f(1) / f(0), rel=1e-12)
     assert float(sch.abar(T)) == pytest.approx(f(99) / f(0) * 0.001, rel=1e-12)
+
+
+def test_sqrt_linear_schedule_ldm():
+    sch = sqrt_linear_schedule(4, 0.1, 0.99)   # DiffIR's IPR schedule
+    assert sch.T == 4 and float(sch.beta(1)) == pytest.approx(0.1, abs=1e-15)
+    assert float(sch.beta(4)) == pytest.approx(0.99, abs=1e-15)
+    b = [(math.sqrt(0.1) + k * (math.sqrt(0.99) - math.sqrt(0.1)) / 3) ** 2 for k in range(4)]
+    assert sch.betas[1:].tolist() == pytest.approx(b, rel=1e-14)
+    assert sch.alphas_bar[1:].tolist() == pytest.approx(np.cumprod(1 - np.array(b)).tolist(), rel=1e-14)
+    with pytest.raises(ValueError, match="beta_start"):
+        sqrt_linear_schedule(4, 0.5, 0.1)
 
 
 def test_q_posterior_coefficients():
@@ -418,3 +432,47 @@ def test_sampler_argument_errors():
         dpir_sample(Counting(), SCHED, x, 5, gen(0), ddim_stride=0)
     with pytest.raises(ValueError, match="noise"):
         ancestral_step(SCHED, x, 3, x, None)
+
+
+def test_eps_adapter_inverts_the_forward_process():
+    sch = cosine_schedule(20)
+    x0 = torch.rand(2, 3, 4, 4, generator=gen(0)) * 1.6 - 0.8
+    calls = []
+
+    def oracle_eps(x_t, t):   # the exact noise of x_t given the known x0
+        calls.append(t)
+        ab = float(sch.abar(t))
+        return (x_t - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+
+    x_t = forward_noise(sch, x0, 7, gen(1))
+    torch.testing.assert_close(x0_from_eps(sch, x_t, 7, oracle_eps(x_t, 7)), x0, rtol=0, atol=1e-5)
+    calls.clear()
+    out = full_chain(eps_to_x0(oracle_eps, sch, clip=1.0), sch, x0.shape, gen(2), variance="posterior")
+    assert calls == list(range(20, 0, -1))   # one eps call per x0 call
+    torch.testing.assert_close(out, x0, rtol=0, atol=1e-4)
+    clipped = eps_to_x0(lambda x_t, t: torch.zeros_like(x_t), sch, clip=0.5)(torch.full((1, 1), 3.0), 5)
+    assert clipped.item() == 0.5
+
+
+def test_mean_variance_is_the_deterministic_posterior_mean_chain():
+    sch = sqrt_linear_schedule(4, 0.1, 0.99)
+    target = torch.tensor([[0.5, -1.0, 2.0]])
+    z_T = torch.tensor([[1.0, 2.0, 3.0]])
+    seen = []
+
+    def x0_model(z_t, t):
+        seen.append(t)
+        return target + 0 * z_t
+
+    out = ancestral(x0_model, sch, z_T, 4, None, variance="mean")   # no generator needed
+    z = z_T
+    for t in (4, 3, 2, 1):
+        z = q_posterior(sch, target, z, t)[0]
+    assert seen == [4, 3, 2, 1] and torch.equal(out, z) and torch.equal(out, target)
+    assert ancestral_step(sch, z_T, 3, target, None, "mean").tolist() == q_posterior(sch, target, z_T, 3)[0].tolist()
+    _, v = jump_coefficients(sch, 2, "mean")
+    assert v == pytest.approx(np.prod([sch.posterior_coefficients(t)[1] ** 2 for t in (4, 3)]), rel=1e-12)
+    g = gen(0)
+    state = g.get_state()
+    ancestral(x0_model, sch, z_T, 4, g, variance="mean")
+    assert torch.equal(g.get_state(), state)   # draws nothing

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 
 from dpir.checkpoint import load_state_strict
+from dpir.diffusion import Schedule
 from dpir.errors import DpirError, UnknownNameError
 
 from .nets import DiffIRS1, DiffIRS2
-from .sampler import IPRSchedule
 
 #: the DDPM buffers of the official stage-2 state dict, in registration order
 SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
@@ -40,16 +40,20 @@ DUPLICATES = {"diffusion.condition.": "condition.", "diffusion.model.": "denoise
 STAGES = {"s1": DiffIRS1, "s2": DiffIRS2}
 
 
-def official_buffers(sched: IPRSchedule) -> dict[str, torch.Tensor]:
-    """The schedule buffers an official stage-2 file holds (float32, as the official DDPM registers them)."""
-    abar, abar_prev = sched.abar, sched.abar_prev
+def official_buffers(sched: Schedule) -> dict[str, torch.Tensor]:
+    """The schedule buffers an official stage-2 file holds (float32, as the official DDPM registers them),
+    indexed by the official 0-based step (our t = 1..T)."""
+    beta = torch.tensor(sched.betas[1:])
+    abar, abar_prev = torch.tensor(sched.alphas_bar[1:]), torch.tensor(sched.alphas_bar[:-1])
+    post_var = beta * (1 - abar_prev) / (1 - abar)
     values = {
-        "betas": sched.beta, "alphas_cumprod": abar, "alphas_cumprod_prev": abar_prev,
+        "betas": beta, "alphas_cumprod": abar, "alphas_cumprod_prev": abar_prev,
         "sqrt_alphas_cumprod": abar.sqrt(), "sqrt_one_minus_alphas_cumprod": (1 - abar).sqrt(),
         "log_one_minus_alphas_cumprod": (1 - abar).log(), "sqrt_recip_alphas_cumprod": (1 / abar).sqrt(),
-        "sqrt_recipm1_alphas_cumprod": (1 / abar - 1).sqrt(), "posterior_variance": sched.posterior_variance,
-        "posterior_log_variance_clipped": sched.posterior_variance.clamp(min=1e-20).log(),
-        "posterior_mean_coef1": sched.coef_z0, "posterior_mean_coef2": sched.coef_zt}
+        "sqrt_recipm1_alphas_cumprod": (1 / abar - 1).sqrt(), "posterior_variance": post_var,
+        "posterior_log_variance_clipped": post_var.clamp(min=1e-20).log(),
+        "posterior_mean_coef1": beta * abar_prev.sqrt() / (1 - abar),
+        "posterior_mean_coef2": (1 - abar_prev) * (1 - beta).sqrt() / (1 - abar)}
     return {f"diffusion.{k}": values[k].float() for k in SCHEDULE_BUFFERS}
 
 
@@ -99,7 +103,7 @@ def load_official(path: str | os.PathLike, stage: str, device: torch.device | st
     model = STAGES[stage](**kwargs)
     state, betas = map_official(read_official(path))
     if betas is not None and isinstance(model, DiffIRS2):
-        ours = model.schedule().beta
+        ours = torch.tensor(model.schedule().betas[1:])
         if betas.shape != ours.shape or not torch.allclose(betas.double(), ours, rtol=1e-5, atol=1e-7):
             raise DpirError(
                 f"{path} was trained with the IPR schedule betas={[round(float(b), 6) for b in betas]}, but the "

@@ -1,7 +1,8 @@
 """DiffIR behind the restore contract (Xia et al., ICCV 2023; stage-2 inference, paper Sec. 3.4).
 
 ``restore(y, generator)``: z_T ~ N(0, I) drawn per image from ``generator``, T = 4 posterior-mean steps
-of the IPR denoiser conditioned on CPEN_S2(y), then one DIRformer pass.  Given the start noise the
+of the IPR denoiser conditioned on CPEN_S2(y) (:func:`.sampler.sample_ipr`, the package's
+:func:`dpir.diffusion.ancestral` with ``variance="mean"``), then one DIRformer pass.  Given the start noise the
 result is deterministic (no noise is added during the reverse steps), so the method is stochastic only
 through z_T.
 
@@ -22,11 +23,12 @@ from torch import nn
 
 from dpir.checkpoint import load_network
 from dpir.errors import DpirError
-from dpir.methods.base import BuildContext, Method
-from dpir.rng import Generators
 from dpir.keys import NETWORK, config_keys
+from dpir.methods.base import BuildContext, Method
+from dpir.rng import Generators, randn
 
 from .nets import DiffIRS2
+from .sampler import sample_ipr
 
 
 class DiffIR(Method):
@@ -44,9 +46,11 @@ class DiffIR(Method):
     def restore(self, y: torch.Tensor, generator: Generators) -> torch.Tensor:
         if y.ndim != 4 or y.shape[1] != 3:
             raise DpirError(f"DiffIR restores (B, 3, h, w) RGB images, got shape {tuple(y.shape)}")
-        device = next(self.net.parameters()).device
+        net = self.net
+        lq = y.to(next(net.parameters()).device)
         with torch.no_grad():
-            return self.net(y.to(device), generator)
+            z_T = randn((lq.shape[0], net.ipr_dim), generator, device=lq.device, dtype=lq.dtype)
+            return net(lq, sample_ipr(net, lq, z_T))
 
     def expected_nfe(self) -> int:
         """``timesteps`` (4) IPR-denoiser MLP steps + 1 DIRformer pass + 1 CPEN_S2 pass."""

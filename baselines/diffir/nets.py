@@ -20,7 +20,8 @@
   concat(c, t / (10 T), z_t), LeakyReLU, then ``n_denoise_res`` Linear+LeakyReLU layers (called ResMLP
   officially but without a skip).  It returns the clean IPR (x0-parameterisation).
 - :class:`DiffIRS1` (CPEN_S1 ``E`` + ``G``) and :class:`DiffIRS2` (CPEN_S2 ``condition``, ``denoise``,
-  ``G``).  The IPR diffusion itself is :mod:`baselines.diffir.sampler`.
+  ``G``).  The networks only evaluate their parts and draw no noise; the IPR diffusion (start noise,
+  reverse chain) is :mod:`baselines.diffir.sampler` and the method.
 
 Constructor arguments use the official names, so an official ``network_g`` YAML block (without ``type``)
 is a valid ``kwargs`` dict; ``task`` picks the official SR or deblurring values for every argument left
@@ -40,8 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpir.diffusion import Schedule
 from dpir.errors import DpirError
-from dpir.rng import Generators, randn
 
 from . import sampler
 
@@ -387,9 +388,10 @@ class DiffIRS1(nn.Module):
 class DiffIRS2(nn.Module):
     """Stage 2 (paper Sec. 3.4): z_0 = reverse IPR diffusion conditioned on CPEN_S2(lq); sr = G(lq, z_0).
 
-    ``forward(lq, generator)`` draws z_T ~ N(0, I) with :func:`dpir.rng.randn` (so one generator per
-    image makes the batch size irrelevant), runs T = 4 denoiser-MLP steps and one DIRformer pass.
-    The generator (or an explicit ``z_T``) is required: there is no hidden default seed.
+    The network only evaluates its parts and draws no noise: :meth:`encode` (CPEN_S2, c), ``denoise``
+    (the IPR denoiser MLP, z0_hat from (z_t, t, c)) and ``forward(lq, z)`` (the DIRformer G given an IPR
+    z).  The reverse chain over the denoiser is :func:`baselines.diffir.sampler.sample_ipr`; the method
+    draws the start noise z_T and runs it (:class:`baselines.diffir.method.DiffIR`).
     """
 
     def __init__(self, task: Task = "sr", *, inp_channels=None, out_channels=None, scale=None, dim=None,
@@ -408,37 +410,22 @@ class DiffIRS2(nn.Module):
         self.condition = CPEN(cfg["inp_channels"] * lq_f ** 2, cfg["n_feats"], cfg["n_encoder_res"], lq_f, None)
         self.denoise = IPRDenoiser(self.ipr_dim, cfg["n_denoise_res"], cfg["timesteps"])
 
-    def schedule(self) -> sampler.IPRSchedule:
+    def schedule(self) -> Schedule:
+        """The IPR diffusion's schedule (:func:`baselines.diffir.sampler.ipr_schedule`)."""
         return sampler.ipr_schedule(self.timesteps, self.linear_start, self.linear_end)
 
-    def estimate_ipr(self, lq: torch.Tensor, z_T: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Reverse IPR diffusion from ``z_T`` conditioned on c = CPEN_S2(lq); ``lq`` already padded."""
-        return sampler.reverse_ipr(self.denoise, z_T, self.condition(lq), self.schedule())
+    def encode(self, lq: torch.Tensor) -> torch.Tensor:
+        """The denoiser's condition c = CPEN_S2(lq), ``lq`` padded as in :meth:`forward`."""
+        return self.condition(_pad(lq, PAD_MULTIPLE)[0])
 
-    def forward(self, lq: torch.Tensor, generator: Generators | None = None,
-                z_T: torch.Tensor | None = None) -> torch.Tensor:
-        """Restore ``lq``, the start noise z_T drawn from ``generator`` (one per image, or one for the
-        batch) unless ``z_T`` itself is given.  One of the two is required."""
+    def forward(self, lq: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The restoration of ``lq`` given the IPR ``z`` (B, ipr_dim): G(lq, z), ``lq`` padded to a
+        multiple of 8 and the output cropped back.  No noise is drawn here."""
+        if z is None or not isinstance(z, torch.Tensor) or z.shape != (lq.shape[0], self.ipr_dim):
+            got = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise DpirError(f"DiffIRS2.forward(lq, z) needs the IPR z, a ({lq.shape[0]}, {self.ipr_dim}) tensor, "
+                            f"got {got}; to restore from noise use baselines.diffir.sampler.sample_ipr(net, lq, z_T) "
+                            f"with z_T drawn by dpir.rng.randn from one generator per image (the diffir method does)")
         h, w = lq.shape[-2:]
-        if z_T is None:
-            if generator is None:
-                raise DpirError("DiffIRS2.forward(lq, generator) needs the generator(s) to draw its start "
-                                "noise z_T from: pass generator=[dpir.rng.make_generator(seed), ...] (one per "
-                                "image) or an explicit z_T=(B, ipr_dim) tensor; there is no default seed")
-            z_T = randn((lq.shape[0], self.ipr_dim), generator, device=lq.device, dtype=lq.dtype)
         lq, _, _ = _pad(lq, PAD_MULTIPLE)
-        z_0, _ = self.estimate_ipr(lq, z_T)
-        return self.G(lq, z_0)[..., : h * self.scale, : w * self.scale]
-
-    def train_forward(self, lq: torch.Tensor, z_s1: torch.Tensor,
-                      noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Joint-training pass (paper Sec. 3.4): start from q(z_T | z_S1), T reverse steps with gradients.
-
-        Returns (sr, z_hat); the official losses are L1(sr, gt) and L1(z_hat, z_S1).
-        """
-        h, w = lq.shape[-2:]
-        sched = self.schedule()
-        lq, _, _ = _pad(lq, PAD_MULTIPLE)
-        z_T = sampler.q_sample(z_s1, sched.T - 1, noise, sched)
-        z_hat, _ = self.estimate_ipr(lq, z_T)
-        return self.G(lq, z_hat)[..., : h * self.scale, : w * self.scale], z_hat
+        return self.G(lq, z)[..., : h * self.scale, : w * self.scale]

@@ -7,7 +7,7 @@
 - the frozen stage-1 network ``train.teacher`` gives the target IPR z_S1 = CPEN_S1(lq, gt);
 - G starts from the teacher's G (official: ``pretrain_network_g`` = the stage-1 file, non-strict load);
 - z_T = q(z_T | z_S1) with noise from the step's generator, then the T = 4 reverse steps with gradients
-  (:meth:`DiffIRS2.train_forward`), sr = G(lq, z_hat);
+  (:func:`.sampler.joint_pass`), sr = G(lq, z_hat);
 - loss = L1(sr, gt) + kd_weight * [ L1(z_hat, z_S1) + kd_kl * KL(softmax(z_S1 / tau) || softmax(z_hat / tau)) ]
   with tau = ``kd_temperature`` = 0.15.
 
@@ -31,11 +31,12 @@ import torch.nn.functional as F
 
 from dpir.checkpoint import load_state_strict
 from dpir.errors import DpirError
+from dpir.keys import NETWORK, config_keys
 from dpir.rng import randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
-from dpir.keys import NETWORK, config_keys
 
 from .nets import DiffIRS1, DiffIRS2
+from .sampler import joint_pass
 
 KD_TEMPERATURE = 0.15
 
@@ -102,7 +103,7 @@ def build_s2(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
         with torch.no_grad():
             z_s1 = teacher.ipr(lq, gt)
         noise = randn(z_s1.shape, generator, device=z_s1.device, dtype=z_s1.dtype)
-        sr, z_hat = model.train_forward(lq, z_s1, noise)
+        sr, z_hat = joint_pass(model, lq, z_s1, noise)
         kl, l1_ipr = kd_losses(z_hat, z_s1, temperature)
         return F.l1_loss(sr, gt) + kd_weight * (l1_ipr + (kl if kd_kl else 0.0))
 

@@ -11,13 +11,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from baselines.common.blocks import bicubic_up, lr_multiple, pad_to_multiple
 from baselines.indi.nets import InDINet
 from baselines.indi.sampler import indi_sample
-from baselines.srdiff.nets import bicubic_up, lr_multiple, pad_to_multiple
 from dpir.errors import DpirError
+from dpir.keys import NETWORK, config_keys
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
-from dpir.keys import NETWORK, config_keys
 
 
 class InDI(Method):

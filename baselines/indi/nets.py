@@ -1,8 +1,8 @@
 """InDI's network F(x_t, t) -> estimate of x (Delbracio & Milanfar 2023, Sec. 3).
 
 The paper gives no architecture code; we use a time-conditioned U-Net built from SRDiff's blocks
-(reflection-padded convs, Mish, ResnetBlocks with an additive time embedding), with every level's skip
-used, and a global residual ``F(x_t, t) = x_t + U(x_t, t)``: x_t is already close to x for small t, so
+(:mod:`baselines.common.blocks`: reflection-padded convs, Mish, ResnetBlocks with an additive time
+embedding), with every level's skip used, and a global residual ``F(x_t, t) = x_t + U(x_t, t)``: x_t is already close to x for small t, so
 the net only learns the correction (F still estimates x, as the paper's loss asks).
 
 ``t`` in [0, 1] enters through the sinusoidal embedding of ``1000 t`` (the usual scale for continuous
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from baselines.srdiff.nets import (
+from baselines.common.blocks import (
     Block,
     Downsample,
     ResnetBlock,

@@ -21,13 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from baselines.common.blocks import bicubic_up
 from baselines.indi.nets import InDINet
 from baselines.indi.sampler import degrade
-from baselines.srdiff.nets import bicubic_up
 from dpir.errors import DpirError
+from dpir.keys import config_keys
 from dpir.rng import rand, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
-from dpir.keys import config_keys
 
 
 def sample_t(batch_size: int, p_one: float, generator: torch.Generator) -> torch.Tensor:

@@ -2,7 +2,8 @@
 Neurocomputing 2022; official code LeiaLi/SRDiff).
 
 - :mod:`.nets`: the RRDB LR encoder and the conditional noise-predicting U-Net (official parameter names);
-- :mod:`.sampler`: the cosine schedule and the 100-step ancestral sampler, as plain functions;
+- :mod:`.sampler`: the residual parameterisation and the 100-step ancestral sampler (the package's
+  :func:`dpir.diffusion.cosine_schedule` and DDPM chain behind an eps -> x0 adapter);
 - :mod:`.method`: the restore contract; :mod:`.train`: the two trainers (RRDB pre-training, diffusion);
 - :mod:`.checkpoint`: loading the released checkpoints.
 """

@@ -12,7 +12,8 @@ official key                                       ours
 ``rrdb.<k>``                                       ``rrdb.<k>`` (same module names)
 ``denoise_fn.<k>``                                 ``denoise_fn.<k>`` (same module names)
 ``betas``, ``alphas_cumprod``, ... (12 buffers)    none: the schedule is recomputed; ``betas`` is
-                                                   checked against :func:`cosine_schedule` first
+                                                   checked against
+                                                   :func:`dpir.diffusion.cosine_schedule` first
 ``global_step``, ``optimizer_states``              ignored
 =================================================  ===============================================
 
@@ -33,8 +34,8 @@ import numpy as np
 import torch
 
 from baselines.srdiff.nets import SRDiffNet
-from baselines.srdiff.sampler import cosine_schedule
 from dpir.checkpoint import load_state_strict
+from dpir.diffusion import cosine_schedule
 from dpir.errors import DpirError
 
 #: GaussianDiffusion's registered buffers: derived from the schedule, not parameters

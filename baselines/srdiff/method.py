@@ -1,4 +1,6 @@
-"""SRDiff behind the restore contract (Li et al. 2022): 100 ancestral steps on the HR residual.
+"""SRDiff behind the restore contract (Li et al. 2022): 100 ancestral steps on the HR residual, run by
+the package's DDPM chain (:func:`baselines.srdiff.sampler.sample`, an eps -> x0 adapter over
+:func:`dpir.diffusion.full_chain`).
 
 One restore = 1 RRDB pass (the LR condition, computed once) + T U-Net passes, so NFE = T + 1 = 101.
 Sizes: the LR input is replicate-padded at the bottom/right so the HR size is a multiple of the U-Net's
@@ -11,12 +13,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines.srdiff.nets import SRDiffNet, bicubic_up, pad_to_multiple
-from baselines.srdiff.sampler import cosine_schedule, ddpm_sample, from_residual
+from baselines.common.blocks import bicubic_up, pad_to_multiple
+from baselines.srdiff.nets import SRDiffNet
+from baselines.srdiff.sampler import from_residual, sample
+from dpir.diffusion import cosine_schedule
 from dpir.errors import DpirError
+from dpir.keys import NETWORK, config_keys
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
-from dpir.keys import NETWORK, config_keys
 
 
 class SRDiff(Method):
@@ -44,7 +48,7 @@ class SRDiff(Method):
                 # the network's timestep is the official 0-based index t - 1
                 return net.denoise_fn(x_t, torch.full((batch,), t - 1, dtype=torch.long, device=x_t.device), cond)
 
-            r0 = ddpm_sample(eps_model, self.schedule, up.shape, generator, device=up.device, clip=1.0)
+            r0 = sample(eps_model, self.schedule, up.shape, generator, device=up.device, clip=1.0)
             x = from_residual(r0, up, net.res_rescale)
         return x[..., : s * h, : s * w].clamp(0.0, 1.0)
 

@@ -17,13 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.srdiff.nets import RRDBNet, SRDiffNet, bicubic_up
-from baselines.srdiff.sampler import cosine_schedule, q_sample, to_residual
+from baselines.common.blocks import bicubic_up
+from baselines.srdiff.nets import RRDBNet, SRDiffNet
+from baselines.srdiff.sampler import q_sample, to_residual
 from dpir.checkpoint import load_state_strict
+from dpir.diffusion import cosine_schedule
 from dpir.errors import DpirError
+from dpir.keys import NETWORK, config_keys
 from dpir.rng import randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
-from dpir.keys import NETWORK, config_keys
 
 
 def _check_scale(batch: Batch, scale: int, what: str) -> None:

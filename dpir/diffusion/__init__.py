@@ -6,14 +6,21 @@ from dpir.diffusion.samplers import (
     ddim_step,
     ddim_timesteps,
     dpir_sample,
+    eps_to_x0,
     forward_noise,
     full_chain,
     jump_coefficients,
     one_step_jump,
     q_posterior,
     reverse_from,
+    x0_from_eps,
 )
-from dpir.diffusion.schedule import Schedule, cosine_schedule, linear_schedule
+from dpir.diffusion.schedule import (
+    Schedule,
+    cosine_schedule,
+    linear_schedule,
+    sqrt_linear_schedule,
+)
 
 __all__ = [
     "Schedule",
@@ -24,6 +31,7 @@ __all__ = [
     "ddim_step",
     "ddim_timesteps",
     "dpir_sample",
+    "eps_to_x0",
     "forward_noise",
     "full_chain",
     "jump_coefficients",
@@ -31,4 +39,6 @@ __all__ = [
     "one_step_jump",
     "q_posterior",
     "reverse_from",
+    "sqrt_linear_schedule",
+    "x0_from_eps",
 ]

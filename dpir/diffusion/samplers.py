@@ -14,7 +14,9 @@ Conventions shared by all samplers:
 - schedule coefficients are float64 Python numbers; the tensors keep the dtype of the input.
 
 Reverse variance (``variance=``): DP-IR states sigma_t^2 = beta_t (Ho et al. 2020, Sec. 3.2), the
-default.  ``"posterior"`` uses beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t.  Neither gives exact
+default.  ``"posterior"`` uses beta~_t = (1 - abar_{t-1}) / (1 - abar_t) beta_t (SRDiff's choice).
+``"mean"`` uses sigma_t = 0: every step is the posterior mean mu~_t(x_t, x0_hat), no noise is drawn and
+the generator may be None (DiffIR's IPR chain: the official ``p_sample`` returns the mean only).  Neither gives exact
 samples of p(x_0 | y) with the exact conditional mean as x0_model at finite T: the exact reverse
 transition of Gaussian data has covariance beta~_t I + c1_t^2 Cov(x_0 | x_t, y) (Bao et al. 2022,
 Analytic-DPM), so beta~_t is exact only for a point-mass posterior and beta_t only for
@@ -36,7 +38,8 @@ from dpir.diffusion.schedule import Schedule
 from dpir.rng import Generators, randn
 
 X0Model = Callable[[torch.Tensor, int], torch.Tensor]
-Variance = Literal["beta", "posterior"]
+EpsModel = Callable[[torch.Tensor, int], torch.Tensor]
+Variance = Literal["beta", "posterior", "mean"]
 
 
 def _noise_like(x: torch.Tensor, generator: Generators) -> torch.Tensor:
@@ -48,7 +51,33 @@ def _reverse_var(schedule: Schedule, t: int, variance: Variance) -> float:
         return float(schedule.beta(t))
     if variance == "posterior":
         return schedule.posterior_coefficients(t)[2]
-    raise ValueError(f"variance must be 'beta' or 'posterior', got {variance!r}")
+    if variance == "mean":
+        return 0.0
+    raise ValueError(f"variance must be 'beta', 'posterior' or 'mean', got {variance!r}")
+
+
+def _draws_noise(t: int, variance: Variance) -> bool:
+    """Whether the reverse step at ``t`` adds noise (never at t = 1, never for ``"mean"``)."""
+    return t > 1 and variance != "mean"
+
+
+def x0_from_eps(schedule: Schedule, x_t: torch.Tensor, t: int, eps: torch.Tensor) -> torch.Tensor:
+    """x0_hat = sqrt(1 / abar_t) x_t - sqrt(1 / abar_t - 1) eps: the inverse of q(x_t | x_0) (Ho et al.
+    2020, eq. 4) for a noise prediction ``eps`` (the official DDPM/SRDiff ``predict_start_from_noise``)."""
+    ab = float(schedule.abar(t))
+    return math.sqrt(1.0 / ab) * x_t - math.sqrt(1.0 / ab - 1.0) * eps
+
+
+def eps_to_x0(eps_model: EpsModel, schedule: Schedule, clip: float | None = None) -> X0Model:
+    """The x0-estimator of a noise predictor ``eps_model(x_t, t) -> eps_hat``, for the samplers here:
+    ``x0_model(x_t, t) = x0_from_eps(x_t, eps_model(x_t, t))``, clamped to [-clip, clip] when ``clip``
+    is given (the official DDPM ``clip_denoised``).  One ``x0_model`` call is one ``eps_model`` call."""
+
+    def x0_model(x_t: torch.Tensor, t: int) -> torch.Tensor:
+        x0_hat = x0_from_eps(schedule, x_t, t, eps_model(x_t, t))
+        return x0_hat if clip is None else x0_hat.clamp(-clip, clip)
+
+    return x0_model
 
 
 def q_posterior(schedule: Schedule, x0: torch.Tensor, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float]:
@@ -63,21 +92,25 @@ def ancestral_step(schedule: Schedule, x_t: torch.Tensor, t: int, x0_hat: torch.
                    noise: torch.Tensor | None, variance: Variance = "beta") -> torch.Tensor:
     """One DDPM reverse step x_t -> x_{t-1} = mu~_t(x_t, x0_hat) + sigma_t z (Ho et al. 2020, Alg. 2 with the
     x0-parameterised posterior mean of eq. 7).  sigma_t^2 = beta_t (``"beta"``) or beta~_t
-    (``"posterior"``).  At t = 1 the result is ``x0_hat`` and ``noise`` is ignored (may be None)."""
+    (``"posterior"``) or 0 (``"mean"``).  At t = 1, and for ``"mean"``, the result is the posterior mean
+    (``x0_hat`` at t = 1) and ``noise`` is ignored (may be None)."""
     mean, _ = q_posterior(schedule, x0_hat, x_t, t)
-    if t == 1:
+    if not _draws_noise(t, variance):
         return mean
     if noise is None:
         raise ValueError(f"ancestral_step at t={t} needs noise")
     return mean + math.sqrt(_reverse_var(schedule, t, variance)) * noise
 
 
-def ancestral(x0_model: X0Model, schedule: Schedule, x_t: torch.Tensor, t: int, generator: Generators,
+def ancestral(x0_model: X0Model, schedule: Schedule, x_t: torch.Tensor, t: int, generator: Generators | None,
               variance: Variance = "beta") -> torch.Tensor:
-    """Run ancestral steps t, t-1, ..., 1 from x_t; returns x_0.  NFE = t."""
+    """Run ancestral steps t, t-1, ..., 1 from x_t; returns x_0.  NFE = t.  The noise of step s is drawn
+    after the model call of step s; ``variance="mean"`` draws none (``generator`` may then be None).
+    Autograd flows through the steps (DiffIR trains its denoiser through the whole chain)."""
     for s in range(int(t), 0, -1):
         x0_hat = x0_model(x_t, s)
-        x_t = ancestral_step(schedule, x_t, s, x0_hat, _noise_like(x_t, generator) if s > 1 else None, variance)
+        noise = _noise_like(x_t, generator) if _draws_noise(s, variance) else None
+        x_t = ancestral_step(schedule, x_t, s, x0_hat, noise, variance)
     return x_t
 
 
@@ -215,6 +248,7 @@ def dpir_sample(x0_model: X0Model, schedule: Schedule, x0_ir: torch.Tensor, tau:
 
 
 __all__ = [
+    "EpsModel",
     "X0Model",
     "ancestral",
     "ancestral_step",
@@ -222,10 +256,12 @@ __all__ = [
     "ddim_step",
     "ddim_timesteps",
     "dpir_sample",
+    "eps_to_x0",
     "forward_noise",
     "full_chain",
     "jump_coefficients",
     "one_step_jump",
     "q_posterior",
     "reverse_from",
+    "x0_from_eps",
 ]

@@ -128,3 +128,25 @@ def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) ->
     f = np.cos((t / T + s) / (1.0 + s) * math.pi / 2.0) ** 2
     betas = np.minimum(1.0 - f[1:] / f[:-1], max_beta)
     return _from_betas(betas, f"cosine(T={T})")
+
+
+def sqrt_linear_schedule(T: int = 4, beta_start: float = 0.1, beta_end: float = 0.99) -> Schedule:
+    """The latent-diffusion "linear" schedule, linear in sqrt(beta): beta_t = linspace(sqrt(beta_start),
+    sqrt(beta_end), T)[t-1] ** 2 (Rombach et al. 2022, ``ldm/modules/diffusionmodules/util.py``).
+
+    DiffIR's IPR diffusion uses it with T = 4, 0.1 .. 0.99 (Xia et al. 2023, official ``ldm/ddpm.py``):
+    beta = (0.1, 0.29429, 0.59095, 0.99), abar_T = 0.0026.  The betas are computed with
+    ``torch.linspace`` in float64, as the official code computes them (``numpy.linspace`` places the
+    points differently in the last bits), and abar with ``torch.cumprod``, so the coefficients are the
+    ones the official buffers hold.
+    """
+    import torch  # the official linspace; schedule arrays stay numpy
+
+    if int(T) != T or T < 1:
+        raise ValueError(f"T must be a positive integer, got {T!r}")
+    if not 0 < beta_start <= beta_end < 1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    beta = torch.linspace(math.sqrt(beta_start), math.sqrt(beta_end), int(T), dtype=torch.float64) ** 2
+    abar = torch.cumprod(1.0 - beta, 0)
+    return Schedule(betas=np.concatenate([[0.0], beta.numpy()]), alphas_bar=np.concatenate([[1.0], abar.numpy()]),
+                    name=f"sqrt_linear(T={T})")

@@ -8,13 +8,19 @@ import torch
 import torch.nn.functional as F
 
 from baselines.diffir import sampler
-from baselines.diffir.checkpoint import SCHEDULE_BUFFERS, load_official, official_buffers
+from baselines.diffir.checkpoint import (
+    SCHEDULE_BUFFERS,
+    load_official,
+    official_buffers,
+)
 from baselines.diffir.method import DiffIR, build
 from baselines.diffir.nets import DiffIRS1, DiffIRS2
 from baselines.diffir.train import build_s1, build_s2, kd_losses
 from dpir.checkpoint import save_network
+from dpir.diffusion import Schedule
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext
+from dpir.rng import randn
 from dpir.train.base import TrainContext
 
 TINY = {"dim": 8, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 1, 2, 2],
@@ -39,6 +45,12 @@ def gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
+def restore(net, y, generator):
+    """What the diffir method computes (the network itself draws no noise)."""
+    with torch.no_grad():
+        return DiffIR(net).restore(y, generator)
+
+
 def nparams(m):
     return sum(p.numel() for p in m.parameters())
 
@@ -48,17 +60,23 @@ def nparams(m):
 
 def test_schedule_exact_values():
     s = sampler.ipr_schedule(4, 0.1, 0.99)
+    assert isinstance(s, Schedule) and s.T == 4   # the package's one schedule type, t = 1..4
     # linspace(sqrt(0.1), sqrt(0.99), 4) ** 2, evaluated with 40-digit decimals
-    assert s.beta.tolist() == pytest.approx([0.1, 0.29428562420046465, 0.59095229086713132, 0.99], abs=1e-15)
-    assert s.abar.tolist() == pytest.approx([0.9, 0.63514293821958181, 0.25980376385063909, 0.0025980376385063909],
-                                            abs=1e-15)
-    # the last reverse step returns the denoiser's clean estimate exactly (abar_prev = 1)
-    assert float(s.coef_z0[0]) == pytest.approx(1.0, abs=1e-15) and float(s.coef_zt[0]) == 0.0
-    assert float(s.posterior_variance[0]) == 0.0
-    t = 2  # DDPM Eq. 7 by hand
+    assert s.betas[1:].tolist() == pytest.approx([0.1, 0.29428562420046465, 0.59095229086713132, 0.99], abs=1e-15)
+    assert s.alphas_bar[1:].tolist() == pytest.approx(
+        [0.9, 0.63514293821958181, 0.25980376385063909, 0.0025980376385063909], abs=1e-15)
+    # the last reverse step returns the denoiser's clean estimate exactly (abar_0 = 1)
+    assert s.posterior_coefficients(1) == (1.0, 0.0, 0.0)
+    t = 3  # DDPM Eq. 7 by hand (official 0-based index 2)
     ab, abp, b = 0.25980376385063909, 0.63514293821958181, 0.59095229086713132
-    assert float(s.coef_z0[t]) == pytest.approx(b * math.sqrt(abp) / (1 - ab), rel=1e-12)
-    assert float(s.coef_zt[t]) == pytest.approx((1 - abp) * math.sqrt(1 - b) / (1 - ab), rel=1e-12)
+    c1, c2, var = s.posterior_coefficients(t)
+    assert c1 == pytest.approx(b * math.sqrt(abp) / (1 - ab), rel=1e-12)
+    assert c2 == pytest.approx((1 - abp) * math.sqrt(1 - b) / (1 - ab), rel=1e-12)
+    assert var == pytest.approx(b * (1 - abp) / (1 - ab), rel=1e-12)
+    # the betas are the official ones: torch.linspace in float64, as ldm/ddpm.py computes them
+    official = torch.linspace(math.sqrt(0.1), math.sqrt(0.99), 4, dtype=torch.float64) ** 2
+    assert s.betas[1:].tolist() == official.tolist()
+    assert s.alphas_bar[1:].tolist() == torch.cumprod(1 - official, 0).tolist()
 
 
 def test_reverse_ipr_is_deterministic_posterior_mean():
@@ -71,17 +89,46 @@ def test_reverse_ipr_is_deterministic_posterior_mean():
         return target + 0 * z_t
 
     z_T = torch.tensor([[1.0, 2.0, 3.0]])
-    z_0, steps = sampler.reverse_ipr(denoise, z_T, torch.zeros(1, 3), s)
-    assert seen == [3, 2, 1, 0] and len(steps) == 4
+    z_0 = sampler.reverse_ipr(denoise, z_T, torch.zeros(1, 3), s)
+    assert seen == [3, 2, 1, 0]   # the denoiser sees the official 0-based step index
     z = z_T
-    for t in (3, 2, 1, 0):
-        z = float(s.coef_z0[t]) * target + float(s.coef_zt[t]) * z
+    for t in (4, 3, 2, 1):
+        c1, c2, _ = s.posterior_coefficients(t)
+        z = c1 * target + c2 * z
     torch.testing.assert_close(z_0, z)
     torch.testing.assert_close(z_0, target)  # no noise: the last step lands on the estimate
     noise = torch.randn(1, 3, generator=gen(0))
     abar_T = 0.0025980376385063909
-    torch.testing.assert_close(sampler.q_sample(target, 3, noise, s),
+    torch.testing.assert_close(sampler.q_sample(target, 4, noise, s),
                                math.sqrt(abar_T) * target + math.sqrt(1 - abar_T) * noise)
+
+
+def _official_chain(net, lq, z_T):
+    """DiffIR's reverse chain written out with the official 0-based coefficient tensors (the loop the
+    baseline had before it ran on dpir.diffusion): the package's chain must give the same bits."""
+    T = net.timesteps
+    beta = torch.linspace(math.sqrt(net.linear_start), math.sqrt(net.linear_end), T, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - beta, 0)
+    abar_prev = torch.cat([abar.new_ones(1), abar[:-1]])
+    coef_z0, coef_zt = beta * abar_prev.sqrt() / (1 - abar), (1 - abar_prev) * (1 - beta).sqrt() / (1 - abar)
+    c = net.condition(lq)
+    z = z_T
+    for i in reversed(range(T)):
+        z0_hat = net.denoise(z, torch.full((z.shape[0],), i, dtype=torch.long), c)
+        z = float(coef_z0[i]) * z0_hat + float(coef_zt[i]) * z
+    return z
+
+
+def test_chain_on_the_core_equals_the_official_loop():
+    net = tiny(DiffIRS2, seed=2)
+    y = torch.rand(2, 3, 16, 16, generator=gen(1))
+    with torch.no_grad():
+        z_T = randn((2, net.ipr_dim), [gen(5), gen(6)])
+        ours = sampler.sample_ipr(net, y, z_T)
+        ref = _official_chain(net, y, z_T)
+        assert torch.equal(ours, ref)
+        # the method: z_T from one generator per image, then G(lq, z_0)
+        assert torch.equal(restore(net, y, [gen(5), gen(6)]), net.G(y, ref))
 
 
 # ---------------------------------------------------------------- networks
@@ -90,7 +137,7 @@ def test_reverse_ipr_is_deterministic_posterior_mean():
 def test_shapes_sr_and_unpadded_sizes():
     s2, s1 = tiny(DiffIRS2), tiny(DiffIRS1)
     y = torch.rand(2, 3, 12, 10, generator=gen(1))  # not multiples of 8: padded inside, output cropped
-    assert s2(y, gen(0)).shape == (2, 3, 48, 40)
+    assert restore(s2, y, gen(0)).shape == (2, 3, 48, 40)
     assert s1(y, torch.rand(2, 3, 48, 40, generator=gen(2))).shape == (2, 3, 48, 40)
     assert s1.ipr(y, torch.rand(2, 3, 48, 40)).shape == (2, 16)
 
@@ -98,7 +145,7 @@ def test_shapes_sr_and_unpadded_sizes():
 def test_shapes_deblur():
     s2, s1 = tiny(DiffIRS2, "deblur"), tiny(DiffIRS1, "deblur")
     y = torch.rand(1, 3, 21, 19, generator=gen(1))
-    assert s2(y, gen(0)).shape == (1, 3, 21, 19)
+    assert restore(s2, y, gen(0)).shape == (1, 3, 21, 19)
     assert s1(y, y).shape == (1, 3, 21, 19)
     assert s2.condition.E[0].in_channels == 48 and s1.E.E[0].in_channels == 96  # PixelUnshuffle(4) inputs
     assert hasattr(s2.G, "output") and not hasattr(s2.G, "tail")
@@ -109,8 +156,23 @@ def test_padding_does_not_change_divisible_inputs():
     y = torch.rand(1, 3, 16, 16, generator=gen(3))
     z_T = torch.randn(1, 16, generator=gen(4))
     sched = s2.schedule()
-    z_0, _ = sampler.reverse_ipr(s2.denoise, z_T, s2.condition(y), sched)
-    torch.testing.assert_close(s2(y, z_T=z_T), s2.G(y, z_0))
+    z_0 = sampler.reverse_ipr(s2.denoise, z_T, s2.condition(y), sched)
+    torch.testing.assert_close(sampler.sample_ipr(s2, y, z_T), z_0, rtol=0, atol=0)
+    torch.testing.assert_close(s2(y, z_0), s2.G(y, z_0))
+
+
+def test_network_draws_no_noise():
+    net = tiny(DiffIRS2)
+    y = torch.rand(1, 3, 8, 8, generator=gen(1))
+    z = torch.randn(1, net.ipr_dim, generator=gen(2))
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        a, b = net(y, z), net(y, z)
+        net.encode(y)
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(DpirError, match=r"needs the IPR z.*sample_ipr"):
+        net(y, None)
 
 
 def test_parameter_counts_official_and_small():
@@ -255,7 +317,7 @@ def test_official_layout_loads_and_reproduces(tmp_path, key):
     torch.save({key: state}, tmp_path / "net_g.pth")
     loaded = load_official(tmp_path / "net_g.pth", "s2", **TINY)
     y = torch.rand(1, 3, 8, 8, generator=gen(0))
-    torch.testing.assert_close(loaded(y, gen(1)), net(y, gen(1)), rtol=0, atol=0)
+    torch.testing.assert_close(restore(loaded, y, gen(1)), restore(net, y, gen(1)), rtol=0, atol=0)
 
 
 def test_official_prefers_params_ema_and_loads_stage1(tmp_path):
@@ -263,7 +325,8 @@ def test_official_prefers_params_ema_and_loads_stage1(tmp_path):
     other = {k: v + 0.01 for k, v in _official_s2_layout(net).items()}
     torch.save({"params": other, "params_ema": _official_s2_layout(net)}, tmp_path / "both.pth")
     y = torch.rand(1, 3, 8, 8, generator=gen(0))
-    torch.testing.assert_close(load_official(tmp_path / "both.pth", "s2", **TINY)(y, gen(1)), net(y, gen(1)))
+    torch.testing.assert_close(restore(load_official(tmp_path / "both.pth", "s2", **TINY), y, gen(1)),
+                               restore(net, y, gen(1)))
     s1 = tiny(DiffIRS1, "deblur", seed=6)
     torch.save({"params": {"module." + k: v for k, v in s1.state_dict().items()}}, tmp_path / "s1.pth")
     loaded = load_official(tmp_path / "s1.pth", "s1", task="deblur", **TINY)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from baselines.common.blocks import bicubic_up
 from baselines.indi import train as indi_train
 from baselines.indi.method import InDI, build
 from baselines.indi.nets import InDINet
 from baselines.indi.sampler import degrade, indi_sample
-from baselines.srdiff.nets import bicubic_up
 from dpir.checkpoint import save_network
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext

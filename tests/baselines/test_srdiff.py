@@ -7,20 +7,17 @@ import numpy as np
 import pytest
 import torch
 
+from baselines.common.blocks import bicubic_up
 from baselines.srdiff import train as srdiff_train
 from baselines.srdiff.checkpoint import SCHEDULE_BUFFERS, load_official
 from baselines.srdiff.method import SRDiff, build
-from baselines.srdiff.nets import RRDBNet, SRDiffNet, bicubic_up
-from baselines.srdiff.sampler import (
-    cosine_schedule,
-    ddpm_sample,
-    from_residual,
-    to_residual,
-)
+from baselines.srdiff.nets import RRDBNet, SRDiffNet
+from baselines.srdiff.sampler import from_residual, sample, to_residual
 from dpir.checkpoint import save_network
+from dpir.diffusion import Schedule, cosine_schedule
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext
-from dpir.rng import make_generator
+from dpir.rng import make_generator, randn
 from dpir.train.base import TrainContext
 
 TINY = {"rrdb": {"nf": 8, "nb": 2, "gc": 4}, "hidden": 8, "dim_mults": [1, 2]}
@@ -47,14 +44,14 @@ def test_cosine_schedule_matches_independent_numpy():
 
     # without the clip abar_t = f(t) / f(0); the clip only touches beta_T (f(T) = 0 would give beta_T = 1)
     for t in (1, 2, 25, 50, 99):
-        assert sch.abar[t] == pytest.approx(f(t) / f(0), rel=1e-12)
+        assert sch.alphas_bar[t] == pytest.approx(f(t) / f(0), rel=1e-12)
     assert sch.betas[T] == 0.999
-    assert sch.abar[T] == pytest.approx(f(99) / f(0) * 0.001, rel=1e-12)
-    assert sch.abar[0] == 1.0 and sch.betas[0] == 0.0
-    assert np.all(np.diff(sch.abar) < 0)
+    assert sch.alphas_bar[T] == pytest.approx(f(99) / f(0) * 0.001, rel=1e-12)
+    assert sch.alphas_bar[0] == 1.0 and sch.betas[0] == 0.0
+    assert np.all(np.diff(sch.alphas_bar) < 0)
     # literal values guard the formula itself (e.g. against k / (T + 1) instead of k / T)
-    assert sch.abar[1] == pytest.approx(0.99936872, abs=1e-8)
-    assert sch.abar[50] == pytest.approx(0.49384359, abs=1e-8)
+    assert sch.alphas_bar[1] == pytest.approx(0.99936872, abs=1e-8)
+    assert sch.alphas_bar[50] == pytest.approx(0.49384359, abs=1e-8)
 
 
 def test_residual_convention_is_the_official_one():
@@ -73,12 +70,46 @@ def test_sampler_with_oracle_returns_x0_and_calls_T_times():
 
     def oracle_eps(x_t, t):   # the exact noise of x_t given the known r0
         calls.append(t)
-        ab = float(sch.abar[t])
+        ab = float(sch.alphas_bar[t])
         return (x_t - math.sqrt(ab) * r0) / math.sqrt(1 - ab)
 
-    out = ddpm_sample(oracle_eps, sch, r0.shape, gens(0, 2))
+    out = sample(oracle_eps, sch, r0.shape, gens(0, 2))
     assert calls == list(range(100, 0, -1))
     assert torch.allclose(out, r0, atol=1e-5)  # last step returns x0_hat, no noise added
+
+
+def _reference_ddpm(eps_model, sch, shape, generator, clip=1.0):
+    """SRDiff's chain written out by hand (the loop the baseline had before it ran on dpir.diffusion):
+    the package's full_chain behind the eps -> x0 adapter must give the same bits."""
+    x = randn(shape, generator)
+    for t in range(sch.T, 0, -1):
+        ab = float(sch.alphas_bar[t])
+        x0 = (math.sqrt(1.0 / ab) * x - math.sqrt(1.0 / ab - 1.0) * eps_model(x, t)).clamp(-clip, clip)
+        if t == 1:
+            return x0
+        beta, ab_prev = float(sch.betas[t]), float(sch.alphas_bar[t - 1])
+        c1 = beta * math.sqrt(ab_prev) / (1.0 - ab)
+        c2 = (1.0 - ab_prev) * math.sqrt(1.0 - beta) / (1.0 - ab)
+        var = beta * (1.0 - ab_prev) / (1.0 - ab)
+        x = c1 * x0 + c2 * x + math.sqrt(var) * randn(x.shape, generator)
+    return x
+
+
+@pytest.mark.parametrize("T", [8, 100])
+def test_sampler_on_the_core_equals_the_hand_written_chain(T):
+    net = tiny_net(seed=3, T=T)
+    sch = cosine_schedule(T)
+    assert isinstance(sch, Schedule)   # the package's one schedule type
+    up = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    cond = net.encode(torch.nn.functional.avg_pool2d(up, 4))
+
+    def eps_model(x_t, t):
+        return net.denoise_fn(x_t, torch.full((2,), t - 1, dtype=torch.long), cond)
+
+    with torch.no_grad():
+        ours = sample(eps_model, sch, up.shape, gens(0, 2))
+        ref = _reference_ddpm(eps_model, sch, up.shape, gens(0, 2))
+    assert torch.equal(ours, ref)
 
 
 # ------------------------------------------------------------------------------ method contract
