@@ -43,7 +43,15 @@ from dpir.data.layouts import Pair, div2k_pairs, gopro_pairs, hide_pairs, zurich
 from dpir.errors import DpirError
 
 Loader = Callable[[], tuple[torch.Tensor, list[str], "torch.Tensor | RawBurst | None"]]
-PAPER_KINDS = ("div2k", "gopro", "hide", "syntheticburst", "zurich")
+#: paper dataset kind -> what it is (the loaders are :func:`source_images`; the table of every
+#: dataset kind is :data:`dpir.data.prepare.DATASET_KINDS`)
+PAPER_KINDS: dict[str, str] = {
+    "div2k": "DIV2K HR (valid/train) for x4 SR; official MATLAB-bicubic LR with `lr: official`",
+    "gopro": "GoPro deblurring pairs (the real blurred frames)",
+    "hide": "HIDE deblurring test set (test split only)",
+    "syntheticburst": "SyntheticBurst validation bursts, official RAW (test split only)",
+    "zurich": "Zurich RAW-to-RGB sRGB JPGs, burst training source (train split only)",
+}
 #: kinds with a train split only: prepare accepts their empty test split
 TRAIN_ONLY_KINDS = ("zurich",)
 #: the SyntheticBurst validation bursts hold 14 frames

@@ -31,6 +31,7 @@ import json
 import logging
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,7 @@ from dpir.data.images import (
     to_rgb_float,
     write_png,
 )
-from dpir.data.paper import TRAIN_ONLY_KINDS, RawBurst
+from dpir.data.paper import PAPER_KINDS, TRAIN_ONLY_KINDS, RawBurst
 from dpir.errors import DpirError, UnknownNameError
 from dpir.tasks import observe, prepare_burst_image, write_pair
 
@@ -75,28 +76,53 @@ def centre_crop(x: torch.Tensor, size: int | None, align: int = 1) -> tuple[torc
     return x[..., top: top + th, left: left + tw], top, left
 
 
+def _bundled_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]:
+    def make(name):
+        return lambda: (*_from_array(bundled.load(name), f"bundled:{name}"), None)
+    return [(n, make(n)) for n in bundled.SPLITS[split]]
+
+
+def _folder_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]:
+    key = "path" if split == "test" else "train_path"
+    if key not in ds:
+        return []
+
+    def load_file(p):
+        notes: list[str] = []
+        return read_image(p, notes), notes, None
+    files = list_images(ds[key])
+    _check_unique_ids(files)
+    return [(p.stem, (lambda p=p: load_file(p))) for p in files]
+
+
+def _paper_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]:
+    from dpir.data.paper import source_images
+
+    return source_images(ds, split, task)
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """A dataset ``kind`` of the config: ``loader(ds_cfg, split, task_cfg)`` lists its (id, loader) pairs."""
+    loader: Callable[[dict, str, dict], list[tuple[str, object]]]
+    description: str
+
+
+#: every dataset kind the config accepts (``$defs.dataset.properties.kind.enum`` of the schema lists
+#: exactly these keys; tests/test_registry.py checks it)
+DATASET_KINDS: dict[str, DatasetKind] = {
+    "bundled": DatasetKind(_bundled_images, "the few images shipped inside the package (dpir.data.bundled)"),
+    "folder": DatasetKind(_folder_images, "image files of a folder: `path` (test), `train_path` (train)"),
+    **{kind: DatasetKind(_paper_images, text) for kind, text in PAPER_KINDS.items()},
+}
+
+
 def _source_images(ds: dict, split: str, task: dict) -> list[tuple[str, object]]:
     """(id, loader) pairs of a dataset split; loaders return (gt (3,H,W), notes, official lq or None)."""
     kind = ds["kind"]
-    if kind == "bundled":
-        def make(name):
-            return lambda: (*_from_array(bundled.load(name), f"bundled:{name}"), None)
-        return [(n, make(n)) for n in bundled.SPLITS[split]]
-    if kind == "folder":
-        key = "path" if split == "test" else "train_path"
-        if key not in ds:
-            return []
-        def load_file(p):
-            notes: list[str] = []
-            return read_image(p, notes), notes, None
-        files = list_images(ds[key])
-        _check_unique_ids(files)
-        return [(p.stem, (lambda p=p: load_file(p))) for p in files]
-    if kind in ("div2k", "gopro", "hide", "syntheticburst", "zurich"):
-        from dpir.data.paper import source_images
-
-        return source_images(ds, split, task)
-    raise DpirError(f"unknown dataset kind {kind!r}")
+    if kind not in DATASET_KINDS:
+        raise UnknownNameError("dataset kind", kind, DATASET_KINDS)
+    return DATASET_KINDS[kind].loader(ds, split, task)
 
 
 def _check_unique_ids(files: list[Path]) -> None:

@@ -10,11 +10,11 @@ marks it as copied.
 from __future__ import annotations
 
 from dpir.methods.base import BuildContext, Method
-from dpir.nets import resolve
+from dpir.registry import Registry
 # torch-free facts about method configs, re-exported (the workflow and the report import dpir.workflow_facts)
 from dpir.workflow_facts import DETERMINISTIC_KINDS, PUBLISHED, is_published, networks_of, seeds_of  # noqa: F401
 
-METHODS: dict[str, str] = {
+METHODS = Registry("method kind", returns=Method, entries={
     "bicubic": "dpir.methods.simple:bicubic",
     "backbone": "dpir.methods.simple:backbone",
     "burst_bicubic": "dpir.methods.burst:burst_bicubic",
@@ -22,7 +22,7 @@ METHODS: dict[str, str] = {
     "srdiff": "baselines.srdiff.method:build",
     "indi": "baselines.indi.method:build",
     "diffir": "baselines.diffir.method:build",
-}
+})
 
 
 def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
@@ -31,5 +31,4 @@ def build_method(method_cfg: dict, ctx: BuildContext) -> Method:
 
         raise DpirError(f"method {method_cfg.get('label', '?')!r} is a row of published scores (kind 'published', "
                         f"source: {method_cfg.get('source', '?')}): it is copied from its paper, never restored")
-    factory = resolve(METHODS, "method kind", method_cfg["kind"])
-    return factory(method_cfg, ctx)
+    return METHODS.build(method_cfg["kind"], method_cfg, ctx)

@@ -1,71 +1,139 @@
-"""Metric presets, by name.
+"""Metric presets, by name: the one place that states each preset's direction and display digits.
 
-``METRICS`` maps a preset name to ``"module:factory"``; the factory takes the preset's options
-(every preset has ``crop_border``, default 0) and returns a :class:`Metric`.  Imports are lazy: the
-heavy libraries (lpips, pyiqa) are imported on a metric's first call, never here.
+``METRICS`` (a :class:`dpir.registry.Registry`) maps a preset name to ``"module:factory"``; the
+factory takes the preset's options (every preset has ``crop_border``, default 0) and returns a
+:class:`Metric`.  Imports are lazy: the heavy libraries (lpips, pyiqa) are imported on a metric's
+first call, never here.
 
-Presets and their direction (see each one's ``convention`` for the full definition):
+Each preset is declared once, with :func:`preset`: its factory, whether lower is better, the digits
+the report shows, its unit and a one-line description (see each instance's ``convention`` for the
+full definition).  Scoring (:func:`get_metric` sets ``lower_better`` on the instance, which goes into
+every results record) and the report (arrows, digits) read these declarations, so a new weight-free
+metric is one :func:`preset` call next to its factory::
 
-=============  ======  ============================================================
-psnr_y         higher  PSNR on BT.601 YCbCr Y (16-235), 0-255 scale (SR convention)
-psnr_rgb       higher  PSNR on RGB, 0-255 scale (deblurring convention)
-ssim_y         higher  MATLAB-style SSIM on Y
-ssim_rgb       higher  MATLAB-style SSIM on RGB, mean over channels
-lpips_alex     lower   LPIPS v0.1, AlexNet (needs weights)
-topiq_nr       higher  no-reference TOPIQ (needs weights)
-topiq_delta    lower   |TOPIQ_nr(out) - TOPIQ_nr(ref)|, DP-IR's TOPIQ_delta (needs weights)
-topiq_fr       higher  full-reference TOPIQ (needs weights)
-gmsd           lower   weight-free; the offline perceptual axis (OFFLINE_PERCEPTUAL)
-nlpd           lower   weight-free
-ms_ssim        higher  weight-free
-fsim           higher  weight-free
-vif            higher  weight-free
-=============  ======  ============================================================
+    preset("mae", "mypkg.metrics:mae", lower_better=True, digits=4, unit="", description="mean |out - ref|")
 """
 from __future__ import annotations
 
-import importlib
 import inspect
+from dataclasses import dataclass
 
 import torch
 
-from dpir.errors import DpirError, UnknownNameError
+from dpir.errors import DpirError
 from dpir.metrics.base import Metric
+from dpir.registry import Registry
 
-__all__ = ["METRICS", "OFFLINE_PERCEPTUAL", "Metric", "evaluate", "get_metric"]
+__all__ = [
+    "METRICS",
+    "OFFLINE_PERCEPTUAL",
+    "PERCEPTUAL_AXES",
+    "Metric",
+    "MetricPreset",
+    "display_digits",
+    "evaluate",
+    "get_metric",
+    "lower_is_better",
+    "preset",
+    "preset_info",
+    "unit_of",
+]
 
 #: the weight-free metric that stands in for LPIPS as the report's perceptual axis offline
 OFFLINE_PERCEPTUAL = "gmsd"
+#: the report's perceptual axis: the first of these that a table has numbers for
+PERCEPTUAL_AXES = ("lpips_alex", "topiq_delta", OFFLINE_PERCEPTUAL)
 
-METRICS: dict[str, str] = {
-    "psnr_y": "dpir.metrics.pixel:psnr_y",
-    "psnr_rgb": "dpir.metrics.pixel:psnr_rgb",
-    "ssim_y": "dpir.metrics.pixel:ssim_y",
-    "ssim_rgb": "dpir.metrics.pixel:ssim_rgb",
-    "lpips_alex": "dpir.metrics.lpips_alex:lpips_alex",
-    "topiq_nr": "dpir.metrics.topiq:topiq_nr",
-    "topiq_delta": "dpir.metrics.topiq:topiq_delta",
-    "topiq_fr": "dpir.metrics.topiq:topiq_fr",
-    "gmsd": "dpir.metrics.iqa:gmsd",
-    "nlpd": "dpir.metrics.iqa:nlpd",
-    "ms_ssim": "dpir.metrics.iqa:ms_ssim",
-    "fsim": "dpir.metrics.iqa:fsim",
-    "vif": "dpir.metrics.iqa:vif",
-}
+#: digits shown for a metric name that is not a registered preset (e.g. in copied published scores)
+DEFAULT_DIGITS = 4
+
+METRICS = Registry("metric", returns=Metric, required_meta=("lower_better", "digits"))
+
+
+@dataclass(frozen=True)
+class MetricPreset:
+    name: str
+    target: str            # "module:factory"
+    lower_better: bool
+    digits: int            # decimals shown in the report's tables
+    unit: str = ""         # e.g. "dB"; "" for unitless scores
+    description: str = ""
+
+
+def preset(name: str, target: str, *, lower_better: bool, digits: int, unit: str = "", description: str = "",
+           replace: bool = False) -> MetricPreset:
+    """Declare the metric preset ``name``: all that the scorer and the report need to know about it."""
+    if not isinstance(lower_better, bool):
+        raise TypeError(f"metric {name!r}: lower_better must be True or False, got {lower_better!r}")
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 0 <= digits <= 12:
+        raise TypeError(f"metric {name!r}: digits must be an integer 0-12, got {digits!r}")
+    METRICS.register(name, target, replace=replace, lower_better=lower_better, digits=digits, unit=unit,
+                     description=description)
+    return preset_info(name)
+
+
+def preset_info(name: str) -> MetricPreset:
+    """The declaration of preset ``name`` (UnknownNameError if it is not registered)."""
+    e = METRICS.entry(name)
+    return MetricPreset(name=name, target=e.target, **e.meta)
+
+
+# name, factory, lower is better, digits, unit, description
+preset("psnr_y", "dpir.metrics.pixel:psnr_y", lower_better=False, digits=2, unit="dB",
+       description="PSNR on BT.601 YCbCr Y (16-235), 0-255 scale (SR convention)")
+preset("psnr_rgb", "dpir.metrics.pixel:psnr_rgb", lower_better=False, digits=2, unit="dB",
+       description="PSNR on RGB, 0-255 scale (deblurring convention)")
+preset("ssim_y", "dpir.metrics.pixel:ssim_y", lower_better=False, digits=4,
+       description="MATLAB-style SSIM on Y")
+preset("ssim_rgb", "dpir.metrics.pixel:ssim_rgb", lower_better=False, digits=4,
+       description="MATLAB-style SSIM on RGB, mean over channels")
+preset("lpips_alex", "dpir.metrics.lpips_alex:lpips_alex", lower_better=True, digits=4,
+       description="LPIPS v0.1, AlexNet (needs weights)")
+preset("topiq_nr", "dpir.metrics.topiq:topiq_nr", lower_better=False, digits=4,
+       description="no-reference TOPIQ (needs weights)")
+preset("topiq_delta", "dpir.metrics.topiq:topiq_delta", lower_better=True, digits=4,
+       description="|TOPIQ_nr(out) - TOPIQ_nr(ref)|, DP-IR's TOPIQ_delta (needs weights)")
+preset("topiq_fr", "dpir.metrics.topiq:topiq_fr", lower_better=False, digits=4,
+       description="full-reference TOPIQ (needs weights)")
+preset("gmsd", "dpir.metrics.iqa:gmsd", lower_better=True, digits=4,
+       description="weight-free; the offline perceptual axis (OFFLINE_PERCEPTUAL)")
+preset("nlpd", "dpir.metrics.iqa:nlpd", lower_better=True, digits=4, description="weight-free")
+preset("ms_ssim", "dpir.metrics.iqa:ms_ssim", lower_better=False, digits=4, description="weight-free")
+preset("fsim", "dpir.metrics.iqa:fsim", lower_better=False, digits=4, description="weight-free")
+preset("vif", "dpir.metrics.iqa:vif", lower_better=False, digits=4, description="weight-free")
+
+
+def lower_is_better(name: str, default: bool | None = None) -> bool | None:
+    """Whether lower is better for ``name`` (``default`` if it is not a registered preset)."""
+    return preset_info(name).lower_better if name in METRICS else default
+
+
+def display_digits(name: str) -> int:
+    """Decimals the report shows for ``name`` (:data:`DEFAULT_DIGITS` if it is not a registered preset)."""
+    return preset_info(name).digits if name in METRICS else DEFAULT_DIGITS
+
+
+def unit_of(name: str) -> str:
+    """The unit of ``name`` ("dB" for PSNR; "" if unitless or not a registered preset)."""
+    return preset_info(name).unit if name in METRICS else ""
 
 
 def get_metric(name: str, **options) -> Metric:
     """Build the preset ``name`` with its ``options``; unknown names and options are user errors."""
-    if name not in METRICS:
-        raise UnknownNameError("metric", name, METRICS)
-    module, attr = METRICS[name].split(":")
-    factory = getattr(importlib.import_module(module), attr)
+    info = preset_info(name)
+    factory = METRICS.load(name)
     accepted = list(inspect.signature(factory).parameters)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DpirError(f"metric {name!r} has no option {', '.join(repr(u) for u in unknown)}; "
                         f"it accepts: {', '.join(accepted) or 'no options'}. Fix the metric options in the config")
-    return factory(**options)
+    m = METRICS.build(name, **options)
+    if not m.name:
+        m.name = name
+    # the direction is declared by the preset only; the instance carries it into the results record
+    m.lower_better = info.lower_better
+    m.digits, m.unit = info.digits, info.unit
+    return m
 
 
 def evaluate(metrics: list[Metric], out: torch.Tensor, ref: torch.Tensor | None) -> dict[str, torch.Tensor]:

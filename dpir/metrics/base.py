@@ -28,7 +28,11 @@ class Metric:
     """Base class of all presets.  Subclasses set the class attributes and implement ``_score``."""
 
     name: str = ""
-    lower_better: bool = False
+    #: set from the preset's declaration (:func:`dpir.metrics.preset`) by :func:`dpir.metrics.get_metric`
+    lower_better: bool | None = None
+    #: display decimals and unit, also from the preset's declaration
+    digits: int | None = None
+    unit: str = ""
     needs_reference: bool = True
     needs_weights: bool = False
     #: names of the weights files (keys of :data:`dpir.metrics.weights.WEIGHTS`) this preset reads

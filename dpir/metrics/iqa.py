@@ -26,15 +26,15 @@ from dpir.errors import DpirError
 from dpir.metrics.base import Metric
 from dpir.metrics.weights import require_package
 
-# name -> (lower_better, description of pyiqa's default preset of that name)
-_PRESETS: dict[str, tuple[bool, str]] = {
-    "gmsd": (True, ("GMSD (Xue et al. 2014): Y of YIQ rounded to 0-255, 2x2 mean downsampling, Prewitt "
-                    "gradients, T=170, std of the GMS map")),
-    "nlpd": (True, "NLPD (Laparra et al. 2016): Y of YIQ on [0,1], 6-level normalised Laplacian pyramid"),
-    "ms_ssim": (False, ("MS-SSIM (Wang et al. 2003): Y of YIQ rounded to 0-255, 5 scales, 11x11 Gaussian "
-                        "sigma 1.5, product of scale terms")),
-    "fsim": (False, "FSIMc (Zhang et al. 2011): RGB on 0-255, phase congruency + gradient + chroma"),
-    "vif": (False, "VIF pixel-domain steerable pyramid (Sheikh & Bovik 2006): Y of YIQ rounded to 0-255"),
+# name -> description of pyiqa's default preset of that name (direction and digits: dpir.metrics.preset)
+_PRESETS: dict[str, str] = {
+    "gmsd": ("GMSD (Xue et al. 2014): Y of YIQ rounded to 0-255, 2x2 mean downsampling, Prewitt "
+             "gradients, T=170, std of the GMS map"),
+    "nlpd": "NLPD (Laparra et al. 2016): Y of YIQ on [0,1], 6-level normalised Laplacian pyramid",
+    "ms_ssim": ("MS-SSIM (Wang et al. 2003): Y of YIQ rounded to 0-255, 5 scales, 11x11 Gaussian "
+                "sigma 1.5, product of scale terms"),
+    "fsim": "FSIMc (Zhang et al. 2011): RGB on 0-255, phase congruency + gradient + chroma",
+    "vif": "VIF pixel-domain steerable pyramid (Sheikh & Bovik 2006): Y of YIQ rounded to 0-255",
 }
 
 # MS-SSIM's 5th scale (4 halvings) must still hold the 11x11 window
@@ -56,7 +56,7 @@ class PyiqaWeightFree(Metric):
 
     def __init__(self, name: str, crop_border: int = 0):
         self.name = name
-        self.lower_better, self._text = _PRESETS[name]
+        self._text = _PRESETS[name]
         super().__init__(crop_border)
         self._model = None
 

@@ -53,7 +53,6 @@ def load_alexnet_trunk(lpips_net: torch.nn.Module, path: Path) -> None:
 
 class LPIPSAlex(Metric):
     name = "lpips_alex"
-    lower_better = True
     needs_weights = True
     weights = ("lpips_alex",)
 

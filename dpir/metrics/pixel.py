@@ -100,7 +100,6 @@ _CHANNEL_TEXT = {
 
 
 class PSNR(Metric):
-    lower_better = False
 
     def __init__(self, name: str, channel: str, crop_border: int = 0):
         self.name, self.channel = name, channel
@@ -114,7 +113,6 @@ class PSNR(Metric):
 
 
 class SSIM(Metric):
-    lower_better = False
 
     def __init__(self, name: str, channel: str, crop_border: int = 0):
         self.name, self.channel = name, channel

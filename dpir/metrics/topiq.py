@@ -111,7 +111,6 @@ class _TOPIQ(Metric):
 
 class TOPIQNR(_TOPIQ):
     name = "topiq_nr"
-    lower_better = False
     needs_reference = False
     weights = ("topiq_nr",)
 
@@ -125,7 +124,6 @@ class TOPIQNR(_TOPIQ):
 
 class TOPIQDelta(_TOPIQ):
     name = "topiq_delta"
-    lower_better = True
     needs_reference = True
     weights = ("topiq_nr",)
 
@@ -140,7 +138,6 @@ class TOPIQDelta(_TOPIQ):
 
 class TOPIQFR(_TOPIQ):
     name = "topiq_fr"
-    lower_better = False
     needs_reference = True
     weights = ("topiq_fr",)
     pyiqa_name = "topiq_fr"

@@ -1,18 +1,19 @@
 """Architectures, by name.
 
-``ARCHS`` maps an architecture name to ``"module:callable"``; the callable takes the keyword
-arguments stored in the config (and in each checkpoint's JSON) and returns an ``nn.Module``.
-Imports are lazy so that ``dpir --help`` stays fast.
+``ARCHS`` (a :class:`dpir.registry.Registry`) maps an architecture name to ``"module:callable"``;
+the callable takes the keyword arguments stored in the config (and in each checkpoint's JSON) and
+returns an ``nn.Module``.  Imports are lazy so that ``dpir --help`` stays fast.
 """
 from __future__ import annotations
 
-import importlib
+from collections.abc import Mapping
 
 from torch import nn
 
-from dpir.errors import DpirError, UnknownNameError
+from dpir.errors import DpirError
+from dpir.registry import Registry, resolve_in
 
-ARCHS: dict[str, str] = {
+ARCHS = Registry("architecture", returns=nn.Module, entries={
     # foreign architectures through spandrel adapters
     "swinir": "dpir.nets.adapters:swinir",
     "rrdb": "dpir.nets.adapters:rrdb",
@@ -33,19 +34,23 @@ ARCHS: dict[str, str] = {
     "indi": "baselines.indi.nets:InDINet",
     "diffir_s1": "baselines.diffir.nets:DiffIRS1",
     "diffir_s2": "baselines.diffir.nets:DiffIRS2",
-}
+})
 
 
-def resolve(table: dict[str, str], kind: str, name: str):
-    if name not in table:
-        raise UnknownNameError(kind, name, table)
-    module, attr = table[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+def resolve(table: Mapping[str, str], kind: str, name: str):
+    """The object registered as ``name`` in ``table`` (a Registry or a plain name -> "module:attr" dict);
+    an unknown name is an :class:`UnknownNameError` that calls it a ``kind``."""
+    return resolve_in(table, kind, name)
 
 
 def build_network(arch: str, **kwargs) -> nn.Module:
     ctor = resolve(ARCHS, "architecture", arch)
     try:
-        return ctor(**kwargs)
+        net = ctor(**kwargs)
     except (TypeError, ValueError) as e:
         raise DpirError(f"bad arguments for architecture {arch!r}: {e}; check the network's `kwargs` in the config") from None
+    if not isinstance(net, nn.Module):
+        from dpir.registry import RegistryError
+
+        raise RegistryError(f"architecture {arch!r}: {ARCHS[arch]} returned a {type(net).__name__}, not an nn.Module")
+    return net

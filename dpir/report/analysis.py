@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from dpir.report.tables import Footnotes, Table, digits_for
+from dpir.report.tables import Footnotes, Table, digits_for, lower_better_of
 
 
 def _by_method(records: list[dict]) -> dict[str, list[dict]]:
@@ -77,7 +77,7 @@ def acceleration_table(records: list[dict], reference: str, compare: list[str], 
         return statistics.fmean(per_seed), (statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)
 
     ref_nfe = runs[reference][0]["cost"]["nfe"]
-    lower = {metric: e["lower_better"] for r in records for metric, e in r["metrics"].items()}
+    lower = {metric: lower_better_of(metric, records) for metric in metrics}
     for m in [reference, *[c for c in compare if c in runs]]:
         checks = []
         images = sorted(set(runs[m][0]["images"]) & set(runs[reference][0]["images"]))

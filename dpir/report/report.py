@@ -14,8 +14,6 @@ from dpir.report.tables import Table, build_table, published_record
 from dpir.score import load_scores
 from dpir.workflow_facts import is_published
 
-PERCEPTUAL_PREFERENCE = ["lpips_alex", "topiq_delta"]
-
 
 def table_name(task: str, dataset: str) -> str:
     return f"{task}_{dataset}"
@@ -45,9 +43,9 @@ def render_tables(config: dict) -> list[tuple[str, str, Table]]:
 
 
 def _perceptual_axis(table: Table) -> str | None:
-    from dpir.metrics import OFFLINE_PERCEPTUAL
+    from dpir.metrics import PERCEPTUAL_AXES
 
-    for m in [*PERCEPTUAL_PREFERENCE, OFFLINE_PERCEPTUAL]:
+    for m in PERCEPTUAL_AXES:
         if any(r.get(m) is not None for r in table.numeric):
             return m
     return None
@@ -153,10 +151,7 @@ def render_report(config: dict) -> Path:
         y = next((m for m in (config["tasks"][task].get("metrics") or []) if m.startswith("psnr")), None)
         if x and y and sum(1 for r in t.numeric if r.get(x) is not None) >= 2:
             fig = fig_dir / f"{t.name}_perception_distortion.png"
-            from dpir.metrics import get_metric
-
-            perception_distortion(t.numeric, x, y, fig, f"Perception-distortion, {task} / {ds}",
-                                  x_lower_better=get_metric(x).lower_better)
+            perception_distortion(t.numeric, x, y, fig, f"Perception-distortion, {task} / {ds}")
             rel = os.path.relpath(fig, report_path.parent)
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
                       f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]

@@ -48,14 +48,26 @@ def _fmt(v: float | None, digits: int) -> str:
     return f"{v:.{digits}f}"
 
 
-DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "topiq": 4, "gmsd": 4, "nlpd": 4, "fsim": 4, "vif": 4, "ms_ssim": 4}
-
-
 def digits_for(metric: str) -> int:
-    for k, d in DIGITS.items():
-        if metric.startswith(k):
-            return d
-    return 4
+    """Decimals shown for ``metric``: its preset's declared ``digits`` (dpir.metrics.preset)."""
+    from dpir.metrics import display_digits
+
+    return display_digits(metric)
+
+
+def lower_better_of(metric: str, records: list[dict] = ()) -> bool:
+    """Whether lower is better for ``metric``: its preset's declaration; for a name that is not a
+    registered preset, what the results records say (False if they do not name it)."""
+    from dpir.metrics import lower_is_better
+
+    declared = lower_is_better(metric)
+    if declared is not None:
+        return declared
+    for r in records:
+        e = (r.get("metrics") or {}).get(metric)
+        if e is not None and "lower_better" in e:
+            return bool(e["lower_better"])
+    return False
 
 
 class Footnotes:
@@ -113,13 +125,11 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
     by_method: dict[str, list[dict]] = {}
     for r in records:
         by_method.setdefault(r["method"], []).append(r)
-    lower = {}
     conventions = {}
     for r in records:
         for m, v in (r.get("metrics") or {}).items():
-            lower[m] = v["lower_better"]
             conventions[m] = v["convention"]
-    metric_cols = [f"{m} {ARROW[lower.get(m, False)]}" for m in metrics]
+    metric_cols = [f"{m} {ARROW[lower_better_of(m, records)]}" for m in metrics]
     columns = ["Method", *metric_cols, "NFE", "Params total (M)", "Params trained (M)", "TFLOPs/img", "s/img", "images × seeds"]
     rows, numeric = [], []
     for method in method_order(records, method_names):
