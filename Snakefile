@@ -28,5 +28,5 @@ localrules:
 rule all:
     input:
         REPORT,
-        [f"{OUT}/ablations.md"] if ablation_tables(CFG) else [],
+        [str(P.ablations(CFG))] if ablation_tables(CFG) else [],
     default_target: True

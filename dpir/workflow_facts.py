@@ -1,9 +1,18 @@
-"""Facts about method configs that the workflow, the report and the scripts need, without torch.
+"""Workflow facts, once: what the Snakefile, ``dpir train``, the DVC generator, the report and the
+scripts need to agree on, without torch.
 
-What a method config *refers to* (its networks, its seeds, whether it is a row of published scores)
-is plain dict logic.  It lives here, not in :mod:`dpir.methods` (which imports the networks and so
+- a method: its networks (:func:`networks_of`), its seeds (:func:`seeds_of`), whether it is a row of
+  published scores (:func:`is_published`), its shard count (:func:`shards_of`);
+- a network: its task (:func:`task_of_network`), its training dataset (:func:`train_dataset`), the
+  networks its training loads (:func:`training_deps`, :func:`training_chain`), official or trained;
+- the workflow: the report's runs (:func:`runs`), the ablations' (:func:`ablation_runs`), every run,
+  network and prepared dataset a fresh ``snakemake all`` makes (:func:`all_runs`,
+  :func:`needed_networks`, :func:`prepared_datasets`, :func:`tflops_tasks`).
+
+It is plain dict logic and lives here, not in :mod:`dpir.methods` (which imports the networks and so
 torch), so that the Snakefile, :mod:`dpir.report` and ``scripts/`` can ask without importing any
-method or network code (``tests/test_import_rules.py``).  :mod:`dpir.methods` re-exports every name.
+method or network code (``tests/test_import_rules.py``).  :mod:`dpir.methods` re-exports some names.
+tests/test_workflow_facts.py checks the facts on the shipped configs and against the dry run's jobs.
 
 This module must not import torch, numpy or anything under ``dpir`` that does.
 """
@@ -35,3 +44,159 @@ def seeds_of(method_cfg: dict, task_cfg: dict) -> list[int]:
         return []
     seeds = method_cfg.get("seeds") or task_cfg.get("seeds") or [0]
     return seeds[:1] if method_cfg["kind"] in DETERMINISTIC_KINDS else list(seeds)
+
+
+# ------------------------------------------------------------------------------------------------
+# networks: what trains them and what their training loads
+
+#: the train-section keys that name another network (the trainers declare them with dpir.keys.NETWORK;
+#: tests/test_workflow_facts.py checks this list against every trainer's declaration)
+TRAIN_NETWORK_KEYS = ("ir", "denoiser", "rrdb", "teacher")
+
+
+def is_official(config: dict, network: str) -> bool:
+    """Whether a network is imported from released weights (``official:``), never trained."""
+    return bool(config["networks"][network].get("official"))
+
+
+def task_of_network(config: dict, network: str) -> str:
+    """The task a network is trained for: its ``task``, else the config's first task."""
+    return config["networks"][network].get("task") or next(iter(config["tasks"]))
+
+
+def train_dataset(config: dict, network: str) -> str:
+    """The dataset a network trains on: ``train.dataset``, else its task's ``train_dataset``, else the
+    task's first test dataset."""
+    train = config["networks"][network].get("train") or {}
+    task = config["tasks"][task_of_network(config, network)]
+    return train.get("dataset") or task.get("train_dataset") or task["test_datasets"][0]
+
+
+def training_deps(config: dict, network: str) -> list[str]:
+    """Networks a network's training loads (its train keys naming networks); none for an official one."""
+    if is_official(config, network):
+        return []
+    train = config["networks"][network].get("train") or {}
+    return [train[k] for k in TRAIN_NETWORK_KEYS if isinstance(train.get(k), str) and train[k] != network]
+
+
+def training_chain(config: dict, names, skip=()) -> list[str]:
+    """``names`` and, recursively, the networks their training loads, in training order (dependencies
+    first); networks in ``skip`` and what only they load are left out."""
+    out: list[str] = []
+
+    def visit(n):
+        if n in skip or n in out:
+            return
+        for d in training_deps(config, n):
+            visit(d)
+        out.append(n)
+    for n in names:
+        visit(n)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# what the workflow runs (enabled tasks, ablation tables)
+
+# The config's selectors of what is switched on.  dpir.config has the same (enabled_tasks,
+# ablation_tables, all_methods, ablation_dataset) and imports this module, so they are repeated here
+# in the standard library only (tests/test_import_rules.py); tests/test_workflow_facts.py checks both
+# agree on the shipped configs.
+
+def _enabled_tasks(config: dict) -> list[str]:
+    return list(config.get("enabled_tasks") or config["tasks"])
+
+
+def _ablation_tables(config: dict) -> dict:
+    if not config.get("run_ablations", True):
+        return {}
+    on = set(_enabled_tasks(config))
+    return {n: t for n, t in ((config.get("ablations") or {}).get("tables") or {}).items() if t["task"] in on}
+
+
+def _all_methods(config: dict, task: str) -> dict:
+    abl = ((config.get("ablations") or {}).get("methods") or {}).get(task) or {}
+    return {**config["tasks"][task]["methods"], **abl}
+
+
+def _ablation_dataset(config: dict, spec: dict) -> str:
+    return spec.get("dataset") or config["tasks"][spec["task"]]["test_datasets"][0]
+
+
+def method_of(config: dict, task: str, method: str) -> dict:
+    """A method's config entry: a table method of the task or an ablation-only one."""
+    return _all_methods(config, task)[method]
+
+
+def shards_of(config: dict, task: str, method: str) -> int:
+    """How many jobs restore a method (``shards: N``; 1 = one job)."""
+    return int(method_of(config, task, method).get("shards") or 1)
+
+
+def runs(config: dict) -> list[tuple[str, str, str, int]]:
+    """Every (task, dataset, method, seed) the report's tables need."""
+    out = []
+    for task in _enabled_tasks(config):
+        tcfg = config["tasks"][task]
+        for ds in tcfg["test_datasets"]:
+            for method, mcfg in tcfg["methods"].items():
+                out += [(task, ds, method, s) for s in seeds_of(mcfg, tcfg)]
+    return out
+
+
+def ablation_runs(config: dict) -> list[tuple[str, str, str, int]]:
+    """Every (task, dataset, method, seed) the ablation tables read (some are main-table runs too)."""
+    out: list = []
+    for spec in _ablation_tables(config).values():
+        if spec["kind"] not in ("rows", "tau_sweep", "flops"):
+            continue
+        task = spec["task"]
+        ds = _ablation_dataset(config, spec)
+        methods = _all_methods(config, task)
+        for method in spec["rows"]:
+            out += [k for s in seeds_of(methods[method], config["tasks"][task]) if (k := (task, ds, method, s)) not in out]
+    return out
+
+
+def all_runs(config: dict) -> list[tuple[str, str, str, int]]:
+    """The report's runs followed by the ablations' others: every run the workflow restores and scores."""
+    main = runs(config)
+    seen = set(main)
+    return main + [r for r in ablation_runs(config) if r not in seen]
+
+
+def tflops_tasks(config: dict) -> list[str]:
+    """Tasks whose TFLOPs table is computed: enabled non-burst tasks (report) and flops ablations' tasks."""
+    tasks = [t for t in _enabled_tasks(config) if config["tasks"][t]["kind"] != "burst"]
+    tasks += [s["task"] for s in _ablation_tables(config).values() if s["kind"] == "flops"]
+    return list(dict.fromkeys(tasks))
+
+
+def tflops_networks(config: dict, task: str) -> list[str]:
+    """Networks the TFLOPs count of a task loads: those of the task's table methods."""
+    return sorted({n for m in config["tasks"][task]["methods"].values() for n in networks_of(m)})
+
+
+def training_cost_networks(config: dict) -> list[str]:
+    """Networks whose training logs the training-cost ablation tables read."""
+    return sorted({n for spec in _ablation_tables(config).values() if spec["kind"] == "training_cost"
+                   for m in spec["rows"] for n in networks_of(_all_methods(config, spec["task"])[m])})
+
+
+def needed_networks(config: dict) -> list[str]:
+    """Every network the workflow's targets need (restored runs, TFLOPs counts, training-cost tables) and
+    what their training loads, in config order."""
+    direct = {n for t, _, m, _ in all_runs(config) for n in networks_of(method_of(config, t, m))}
+    direct |= {n for t in tflops_tasks(config) for n in tflops_networks(config, t)}
+    direct |= set(training_cost_networks(config))
+    chain = set(training_chain(config, sorted(direct)))
+    return [n for n in config["networks"] if n in chain]
+
+
+def prepared_datasets(config: dict) -> list[tuple[str, str]]:
+    """Every (task, dataset) prepared: those of the runs and of the needed networks' training."""
+    pairs = [(t, d) for t, d, _, _ in all_runs(config)]
+    pairs += [(task_of_network(config, n), train_dataset(config, n)) for n in needed_networks(config)
+              if not is_official(config, n)]
+    return list(dict.fromkeys(pairs))

@@ -12,6 +12,10 @@ Snakemake's own bookkeeping:
     <task>_<method>           snakemake <scores> --forcerun restore ... score -> results/{restored,scores}/...
     report                    snakemake --forcerun report; scripts/gen_dvc.py metrics -> report.md, tables, metrics.json
 
+The stages are the Snakefile's own targets, from the same facts (dpir.workflow_facts: prepared datasets,
+needed networks and what their training loads, each method's runs; dpir.paths: the files and folders).
+DVC is a thin layer over Snakemake: it adds code-change detection, `dvc metrics` and `dvc plots`.
+
 Code dependencies are computed, not typed: the transitive closure of the repository modules that a
 stage's entry points import (anywhere in a module, also inside functions), starting from the
 registry entries its config names (method kind, trainer, architecture).  So editing
@@ -121,9 +125,11 @@ def _stage(cmd: str, deps: list[str], params: list, outs: list[str], **extra) ->
 
 
 def build(config_paths: list[str]) -> dict:
-    from dpir.config import ablation_methods, ablation_tables, enabled_tasks, load_config, method_config, read_yaml
+    """The stages, from the facts the Snakefile uses too (dpir.workflow_facts, dpir.paths)."""
+    from dpir import paths as P
+    from dpir import workflow_facts as F
+    from dpir.config import ablation_methods, ablation_tables, enabled_tasks, load_config, read_yaml
     from dpir.methods import METHODS
-    from dpir.workflow_facts import is_published, networks_of, seeds_of
     from dpir.nets import ARCHS
     from dpir.report.report import table_name
     from dpir.train import TRAINERS
@@ -134,94 +140,68 @@ def build(config_paths: list[str]) -> dict:
     # would keep only its last value)
     extra = f" --configfile {' '.join(config_paths[1:])}" if config_paths[1:] else ""
 
-    def smk(targets: str, force: str = "--force") -> str:
-        return f"{SNAKEMAKE.format(targets=targets)}{extra} {force}"
+    def smk(targets, force: str = "--force") -> str:
+        return f"{SNAKEMAKE.format(targets=' '.join(map(str, targets)))}{extra} {force}"
+
+    def arch_code(nets):
+        return [x for n in nets for x in registry_module(ARCHS, cfg["networks"][n]["arch"])]
+
+    def net_dir(n):
+        return str(P.network_dir(cfg, n))
+
+    def data_dir(t, d):
+        return str(P.prepared(cfg, t, d))
     # every rule calls the dpir command line (its own imports are per stage, below)
     common = ["Snakefile", "workflow/rules/common.smk", "dpir/schemas/config.schema.yaml", "dpir/cli.py",
-              "dpir/__main__.py"] + closure(["dpir.config", "dpir.paths"])
-    out, data_dir = cfg["out"], cfg["data_dir"]
+              "dpir/__main__.py"] + closure(["dpir.config", "dpir.paths", "dpir.workflow_facts"])
     stages: dict[str, dict] = {}
-
-    def net_task(n):
-        return cfg["networks"][n].get("task") or next(iter(cfg["tasks"]))
-
-    prepared: dict[tuple[str, str], str] = {}
-
-    def prepare_stage(task: str, ds: str) -> str:
-        folder = f"{data_dir}/{task}/{ds}"
-        if (task, ds) not in prepared:
-            prepared[(task, ds)] = folder
-            stages[f"prepare_{task}_{ds}"] = _stage(
-                smk(f"{folder}/manifest.json"), common + ["workflow/rules/data.smk"]
-                + closure(["dpir.data.prepare", "dpir.data.paper"]),
-                _params(raw, [f"datasets.{ds}", f"tasks.{task}.degradation", f"tasks.{task}.scale"]), [folder])
-        return folder
-
-    def network_deps(n):
-        train = cfg["networks"][n].get("train") or {}
-        return [v for v in train.values() if isinstance(v, str) and v in cfg["networks"] and v != n]
-
-    methods = [(t, m) for t in enabled_tasks(cfg) for m, mc in cfg["tasks"][t]["methods"].items()
-               if not is_published(mc)]   # rows of copied scores never run
-    # ablation-only methods (ablations.methods.<task>) that an enabled ablation table names
-    abl_rows = {(spec["task"], r) for spec in ablation_tables(cfg).values() for r in spec.get("rows", [])}
-    methods += [(t, m) for t, m in sorted(abl_rows) if m in ablation_methods(cfg, t)]
-
-    def mkey(t, m):
-        return f"ablations.methods.{t}.{m}" if m in ablation_methods(cfg, t) else f"tasks.{t}.methods.{m}"
-    needed: list[str] = []
-    for t, m in methods:
-        for n in networks_of(method_config(cfg, t, m)):
-            stack = [n]
-            while stack:
-                x = stack.pop()
-                if x not in needed:
-                    needed.append(x)
-                    stack.extend(network_deps(x) if not cfg["networks"][x].get("official") else [])
-    for n in [n for n in cfg["networks"] if n in needed]:
+    for t, d in F.prepared_datasets(cfg):
+        stages[f"prepare_{t}_{d}"] = _stage(
+            smk([P.manifest(cfg, t, d)]), common + ["workflow/rules/data.smk"]
+            + closure(["dpir.data.prepare", "dpir.data.paper"]),
+            _params(raw, [f"datasets.{d}", f"tasks.{t}.degradation", f"tasks.{t}.scale"]), [data_dir(t, d)])
+    for n in F.needed_networks(cfg):
         net = cfg["networks"][n]
-        model = f"{out}/networks/{n}/model.safetensors"
-        arch_code = registry_module(ARCHS, net["arch"])
-        if net.get("official"):
+        if F.is_official(cfg, n):
             # a plain path is a dependency; a fetch name is verified against the registry by the job
             local = [str(net["official"])] if (ROOT / str(net["official"])).is_file() else []
-            stages[f"import_{n}"] = _stage(
-                smk(model), common + local + ["workflow/rules/fetch.smk", "dpir/fetch/registry.json"]
-                + closure(["dpir.official", *arch_code]), _params(raw, [f"networks.{n}"]), [f"{out}/networks/{n}"])
-            continue
-        t = net_task(n)
-        ds = net["train"].get("dataset") or cfg["tasks"][t].get("train_dataset") or cfg["tasks"][t]["test_datasets"][0]
-        deps = common + ["workflow/rules/train.smk", prepare_stage(t, ds)] + \
-            closure(["dpir.train.loop", *registry_module(TRAINERS, net["train"]["trainer"]), *arch_code]) + \
-            [f"{out}/networks/{d}" for d in network_deps(n)]
-        stages[f"train_{n}"] = _stage(smk(model), deps, _params(raw, [f"networks.{n}"]),
-                                      [f"{out}/networks/{n}"])
+            deps = local + ["workflow/rules/fetch.smk", "dpir/fetch/registry.json"] + closure(["dpir.official", *arch_code([n])])
+            name = f"import_{n}"
+        else:
+            deps = ["workflow/rules/train.smk", data_dir(F.task_of_network(cfg, n), F.train_dataset(cfg, n))] + \
+                closure(["dpir.train.loop", *registry_module(TRAINERS, net["train"]["trainer"]), *arch_code([n])]) + \
+                [net_dir(x) for x in F.training_deps(cfg, n)]
+            name = f"train_{n}"
+        stages[name] = _stage(smk([P.network_file(cfg, n)]), common + deps, _params(raw, [f"networks.{n}"]), [net_dir(n)])
+    by_method: dict[tuple[str, str], list] = {}
+    for r in F.all_runs(cfg):
+        by_method.setdefault(r[::2], []).append(r)   # (task, method)
     score_dirs = []
-    for t, m in methods:
-        tcfg, mcfg = cfg["tasks"][t], method_config(cfg, t, m)
-        scores = [f"{out}/scores/{t}/{ds}/{m}/seed{s}.json" for ds in tcfg["test_datasets"] for s in seeds_of(mcfg, tcfg)]
-        nets = networks_of(mcfg)
-        deps = common + ["workflow/rules/restore.smk", "workflow/rules/shard.smk"] + \
-            [prepare_stage(t, ds) for ds in tcfg["test_datasets"]] + [f"{out}/networks/{n}" for n in nets] + \
-            closure(["dpir.restore", "dpir.score", *registry_module(METHODS, mcfg["kind"]),
-                     *(x for n in nets for x in registry_module(ARCHS, cfg["networks"][n]["arch"]))])
-        outs = [f"{out}/{kind}/{t}/{ds}/{m}" for ds in tcfg["test_datasets"] for kind in ("restored", "scores")]
-        score_dirs += [o for o in outs if f"{out}/scores/" in o]
+    for (t, m), runs in by_method.items():
+        mcfg, datasets = F.method_of(cfg, t, m), list(dict.fromkeys(r[1] for r in runs))
+        nets = F.networks_of(mcfg)
+        where = f"ablations.methods.{t}.{m}" if m in ablation_methods(cfg, t) else f"tasks.{t}.methods.{m}"
+        deps = ["workflow/rules/restore.smk", "workflow/rules/shard.smk"] + [data_dir(t, d) for d in datasets] + \
+            [net_dir(n) for n in nets] + \
+            closure(["dpir.restore", "dpir.score", *registry_module(METHODS, mcfg["kind"]), *arch_code(nets)])
+        scores = [str(P.scores(cfg, *r).parent) for r in runs]
+        outs = list(dict.fromkeys(o for r in runs for o in (str(P.restored_dir(cfg, *r).parent), str(P.scores(cfg, *r).parent))))
+        score_dirs += list(dict.fromkeys(scores))
         stages[f"{t}_{m}"] = _stage(
-            smk(" ".join(scores), "--forcerun restore restore_shard merge_shards score"),
-            deps, _params(raw, [mkey(t, m), f"tasks.{t}.scale", f"tasks.{t}.metrics",
-                                f"tasks.{t}.crop_border", f"tasks.{t}.seeds"]), outs)
+            smk([P.scores(cfg, *r) for r in runs], "--forcerun restore restore_shard merge_shards score"), common + deps,
+            _params(raw, [where] + [f"tasks.{t}.{k}" for k in ("scale", "metrics", "crop_border", "seeds")]), outs)
     tables = [table_name(t, ds) for t in enabled_tasks(cfg) for ds in cfg["tasks"][t]["test_datasets"]]
+    out = cfg["out"]
     report = _stage(
-        smk(f"{out}/report.md", "--forcerun report") + f" && python scripts/gen_dvc.py metrics {out}/tables {out}/metrics.json",
+        smk([P.report(cfg)], "--forcerun report") + f" && python scripts/gen_dvc.py metrics {P.tables_dir(cfg)} {out}/metrics.json",
         common + ["workflow/rules/report.smk", "scripts/gen_dvc.py"]
         + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs,
         _params(raw, ["report", "description", "enabled_tasks", "run_ablations", "ablations"]),
-        [f"{out}/report.md"] + [f"{out}/tables/{n}.md" for n in tables]
+        [str(P.report(cfg))] + [f"{P.tables_dir(cfg)}/{n}.md" for n in tables]
         + ([f"{out}/ablations"] if ablation_tables(cfg) else []))
     report["metrics"] = [{f"{out}/metrics.json": {"cache": False, "persist": True}}]
-    report["plots"] = [{f"{out}/tables/{n}.csv": {"cache": False, "persist": True, "x": "method",
-                                                    "y": _plot_metric(cfg, n), "template": "bar_horizontal"}}
+    report["plots"] = [{f"{P.tables_dir(cfg)}/{n}.csv": {"cache": False, "persist": True, "x": "method",
+                                                         "y": _plot_metric(cfg, n), "template": "bar_horizontal"}}
                        for n in tables]
     stages["report"] = report
     return {"stages": stages}

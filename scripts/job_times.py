@@ -25,24 +25,27 @@ def read_tsv(path: Path) -> tuple[float, float]:
 
 
 def summarise(out: Path, config: dict) -> dict[tuple[str, str], list[float]]:
+    from dpir import paths
+    from dpir import workflow_facts as F
     from dpir.config import ablation_methods
-    from dpir.workflow_facts import networks_of
 
-    abl_nets = {n for task in config["tasks"] for m in ablation_methods(config, task).values() for n in networks_of(m)}
-    main_nets = {n for t in config["tasks"].values() for m in t["methods"].values() for n in networks_of(m)}
-    # networks only the ablations use (and what they load for training)
-    only_abl = abl_nets - main_nets
+    abl_nets = {n for task in config["tasks"] for m in ablation_methods(config, task).values() for n in F.networks_of(m)}
+    main_nets = {n for t in config["tasks"].values() for m in t["methods"].values() for n in F.networks_of(m)}
+    # networks only the ablations use (and what their training loads)
+    only_abl = set(F.training_chain(config, sorted(abl_nets))) - set(F.training_chain(config, sorted(main_nets)))
+    # restore benchmark names (dpir.paths.RUN_NAME) of the config's runs -> (task, method)
+    run_names = {paths.RUN_NAME.format(task=t, dataset=d, method=m, seed=s): (t, m) for t, d, m, s in F.all_runs(config)}
     totals: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for rule_dir in sorted((out / "benchmarks").glob("*")):
         for f in sorted(rule_dir.glob("*.tsv")):
             secs, rss = read_tsv(f)
             name = f.stem
             if rule_dir.name == "train":
-                group = "ablations" if name in only_abl else config["networks"][name].get("task", "?")
+                group = ("ablations" if name in only_abl else F.task_of_network(config, name)) \
+                    if name in config["networks"] else "?"
             elif rule_dir.name == "restore":
-                task, _, rest = name.partition("_")
-                method = rest.split("_", 1)[1].rsplit("_seed", 1)[0] if "_" in rest else rest
-                group = "ablations" if method in ablation_methods(config, task) else task
+                task, method = run_names.get(name) or _parse_run_name(name)
+                group = "ablations" if task in config["tasks"] and method in ablation_methods(config, task) else task
             else:
                 group = name
             t = totals[(group, rule_dir.name)]
@@ -50,6 +53,12 @@ def summarise(out: Path, config: dict) -> dict[tuple[str, str], list[float]]:
             t[1] = max(t[1], rss)
             t[2] += 1
     return totals
+
+
+def _parse_run_name(name: str) -> tuple[str, str]:
+    """(task, method) of a restore job name not among the config's runs (dataset names without ``_``)."""
+    task, _, rest = name.partition("_")
+    return task, (rest.split("_", 1)[1] if "_" in rest else rest).rsplit("_seed", 1)[0]
 
 
 def main(argv=None) -> int:

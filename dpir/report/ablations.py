@@ -26,7 +26,7 @@ import os
 import statistics
 from pathlib import Path
 
-from dpir import paths
+from dpir import paths, workflow_facts
 from dpir.checkpoint import atomic_write_text
 from dpir.config import ablation_dataset, ablation_tables, all_methods
 from dpir.errors import DpirError
@@ -41,7 +41,7 @@ def ablations_dir(config: dict) -> Path:
 
 
 def ablations_report(config: dict) -> Path:
-    return Path(config["out"]) / "ablations.md"
+    return paths.ablations(config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,20 +321,9 @@ def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: di
 
 def training_chain(config: dict, names: list[str], skip: set[str]) -> list[str]:
     """``names`` and, recursively, the networks their training loads (SRDiff's RRDB encoder, DiffIR's
-    stage-1 teacher), in training order; networks in ``skip`` and their dependencies are left out."""
-    out: list[str] = []
-
-    def visit(n):
-        if n in skip or n in out:
-            return
-        train = config["networks"][n].get("train") or {}
-        for v in train.values():
-            if isinstance(v, str) and v in config["networks"] and v != n:
-                visit(v)
-        out.append(n)
-    for n in names:
-        visit(n)
-    return out
+    stage-1 teacher), in training order; networks in ``skip`` and their dependencies are left out.
+    (:func:`dpir.workflow_facts.training_chain`: the workflow's rule train uses the same facts.)"""
+    return workflow_facts.training_chain(config, names, skip)
 
 
 def training_cost_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str]]:
@@ -403,7 +392,7 @@ def training_cost_table(config: dict, name: str, spec: dict) -> tuple[Table, lis
 def flops_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str]]:
     """Table 9: TFLOPs per 1280x720 image = per-step x steps + once-per-image, with ratios to a reference."""
     task = spec["task"]
-    path = Path(config["out"]) / "cost" / f"{task}_tflops_1280x720.json"
+    path = paths.tflops(config, task)
     if not path.exists():
         raise DpirError(f"{path} is missing: run `snakemake --cores all {path}` (or `dpir tflops --task {task}`)")
     data = json.loads(path.read_text())

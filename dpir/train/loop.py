@@ -216,9 +216,11 @@ def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, p
     # OpenMP threads made parallel training jobs several times slower
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
     train_cfg = net_cfg["train"]
-    task_name = net_cfg.get("task") or next(iter(config["tasks"]))
+    from dpir.workflow_facts import task_of_network, train_dataset
+
+    task_name = task_of_network(config, network)   # the same facts the workflow's rule train uses
     task = config["tasks"][task_name]
-    dataset = train_cfg.get("dataset") or task.get("train_dataset") or task["test_datasets"][0]
+    dataset = train_dataset(config, network)
     device = resolve_device(config)
     seed = int(train_cfg.get("seed", 0))
     torch.manual_seed(seed)  # initial weights

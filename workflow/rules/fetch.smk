@@ -6,7 +6,7 @@
 #   - for those, it outranks rule train (ruleorder), whose pattern matches every network.
 import re
 
-OFFICIAL_NETWORKS = sorted(n for n, c in CFG["networks"].items() if c.get("official"))
+OFFICIAL_NETWORKS = sorted(n for n in CFG["networks"] if F.is_official(CFG, n))
 
 # input function: official_input (common.smk; `snakemake --lint` wants rules and functions apart)
 
@@ -18,7 +18,7 @@ rule import_official:
     input:
         official_input,
     output:
-        f"{OUT}/networks/{{network}}/model.safetensors",
+        P.network_file_pattern(CFG),
     wildcard_constraints:
         # (?!) matches nothing: without official networks the rule is inert
         network="|".join(re.escape(n) for n in OFFICIAL_NETWORKS) or "(?!)",
@@ -27,6 +27,6 @@ rule import_official:
     # downloads need the login node's network on clusters; loading weights is light
     localrule: True
     log:
-        f"{OUT}/logs/import_official/{{network}}.log",
+        P.job_log_pattern(CFG, "import_official", "{network}"),
     shell:
         "{DPIR} import-official -q {CFGARG} --network {wildcards.network:q} > {log:q} 2>&1"

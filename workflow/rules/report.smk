@@ -1,34 +1,33 @@
 rule tflops:
     input:
-        nets=lambda w: sorted({net_file(n) for m in CFG["tasks"][w.task]["methods"].values() for n in networks_of(m)}),
+        nets=tflops_nets,
     output:
-        f"{OUT}/cost/{{task}}_tflops_1280x720.json",
+        P.tflops_pattern(CFG),
     params:
         h=lambda w: config_hash([CFG["tasks"][w.task]["methods"], CFG["tasks"][w.task].get("scale")]),
     threads: THREADS
     log:
-        f"{OUT}/logs/tflops/{{task}}.log",
+        P.job_log_pattern(CFG, "tflops", "{task}"),
     benchmark:
-        f"{OUT}/benchmarks/tflops/{{task}}.tsv",
+        P.benchmark_pattern(CFG, "tflops", "{task}"),
     shell:
         "{DPIR} tflops -q {CFGARG} --task {wildcards.task:q} > {log:q} 2>&1"
 
 
 rule report:
     input:
-        scores=[f"{OUT}/scores/{t}/{d}/{m}/seed{s}.json" for t, d, m, s in runs()],
-        manifests=sorted({f"{CFG['data_dir']}/{t}/{d}/manifest.json" for t, d, _, _ in runs()}),
-        tflops=[f"{OUT}/cost/{t}_tflops_1280x720.json" for t in enabled_tasks(CFG)
-                if CFG["tasks"][t]["kind"] != "burst"],
+        scores=score_files(F.runs(CFG)),
+        manifests=sorted({manifest_file(t, d) for t, d, _, _ in F.runs(CFG)}),
+        tflops=[str(P.tflops(CFG, t)) for t in enabled_tasks(CFG) if CFG["tasks"][t]["kind"] != "burst"],
         ablations=ablation_inputs(),
     output:
         report=REPORT,
-        tables=directory(f"{OUT}/tables"),
+        tables=directory(str(P.tables_dir(CFG))),
     params:
         h=config_hash([CFG.get("report"), CFG.get("description"), CFG.get("enabled_tasks"),
                        CFG.get("ablations") if CFG.get("run_ablations") else None]),
     log:
-        f"{OUT}/logs/report.log",
+        str(P.logs(CFG) / "report.log"),
     shell:
         "{DPIR} report -q {CFGARG} > {log:q} 2>&1"
 
@@ -38,10 +37,10 @@ rule ablations:
     input:
         ablation_inputs(),
     output:
-        f"{OUT}/ablations.md",
+        str(P.ablations(CFG)),
     params:
         h=config_hash([CFG.get("ablations"), CFG.get("run_ablations")]),
     log:
-        f"{OUT}/logs/ablations.log",
+        str(P.logs(CFG) / "ablations.log"),
     shell:
         "{DPIR} ablations -q {CFGARG} > {log:q} 2>&1"

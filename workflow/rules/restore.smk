@@ -1,18 +1,18 @@
 rule restore:
     input:
-        manifest=f"{CFG['data_dir']}/{{task}}/{{dataset}}/manifest.json",
-        nets=lambda w: [net_file(n) for n in networks_of(method_cfg(w))],
+        manifest=P.manifest_pattern(CFG),
+        nets=method_nets,
     output:
-        f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}/run.json",
+        P.run_record_pattern(CFG),
     params:
         h=lambda w: config_hash([method_cfg(w), CFG["tasks"][w.task].get("scale")]),
     threads: THREADS
     resources:
         gpu=1,
     log:
-        f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.log",
+        P.job_log_pattern(CFG, "restore", P.RUN_NAME),
     benchmark:
-        f"{OUT}/benchmarks/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.tsv",
+        P.benchmark_pattern(CFG, "restore", P.RUN_NAME),
     shell:
         "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
         "--method {wildcards.method:q} --seed {wildcards.seed:q} > {log:q} 2>&1"
@@ -20,14 +20,14 @@ rule restore:
 
 rule score:
     input:
-        f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}/run.json",
+        P.run_record_pattern(CFG),
     output:
-        f"{OUT}/scores/{{task}}/{{dataset}}/{{method}}/seed{{seed}}.json",
+        P.scores_pattern(CFG),
     params:
         h=lambda w: config_hash([CFG["tasks"][w.task].get("metrics"), CFG["tasks"][w.task].get("crop_border")]),
     threads: 1
     log:
-        f"{OUT}/logs/score/{{task}}_{{dataset}}_{{method}}_seed{{seed}}.log",
+        P.job_log_pattern(CFG, "score", P.RUN_NAME),
     shell:
         "{DPIR} score -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
         "--method {wildcards.method:q} --seed {wildcards.seed:q} > {log:q} 2>&1"

@@ -7,8 +7,7 @@
 import re
 
 # input functions: shards_of, shard_runs (common.smk; `snakemake --lint` wants rules and functions apart)
-SHARDED_METHODS = sorted({m for t in enabled_tasks(CFG) for m, c in CFG["tasks"][t]["methods"].items()
-                          if int(c.get("shards") or 1) > 1})
+SHARDED_METHODS = sorted({m for t in enabled_tasks(CFG) for m in CFG["tasks"][t]["methods"] if shards_of(t, m) > 1})
 SHARDED_RE = "|".join(re.escape(m) for m in SHARDED_METHODS) or "(?!)"
 
 
@@ -17,10 +16,10 @@ ruleorder: merge_shards > restore_shard > restore
 
 rule restore_shard:
     input:
-        manifest=f"{CFG['data_dir']}/{{task}}/{{dataset}}/manifest.json",
-        nets=lambda w: [net_file(n) for n in networks_of(method_cfg(w))],
+        manifest=P.manifest_pattern(CFG),
+        nets=method_nets,
     output:
-        temp(f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}.shard{{k}}of{{n}}/run.json"),
+        temp(P.shard_record_pattern(CFG)),
     wildcard_constraints:
         method=SHARDED_RE,
         seed=r"\d+",
@@ -32,7 +31,7 @@ rule restore_shard:
     resources:
         gpu=1,
     log:
-        f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_shard{{k}}of{{n}}.log",
+        P.job_log_pattern(CFG, "restore", P.SHARD_NAME),
     shell:
         "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
         "--method {wildcards.method:q} --seed {wildcards.seed:q} --shard {wildcards.k:q}/{wildcards.n:q} > {log:q} 2>&1"
@@ -42,7 +41,7 @@ rule merge_shards:
     input:
         shard_runs,
     output:
-        f"{OUT}/restored/{{task}}/{{dataset}}/{{method}}/seed{{seed}}/run.json",
+        P.run_record_pattern(CFG),
     wildcard_constraints:
         method=SHARDED_RE,
         seed=r"\d+",
@@ -51,7 +50,7 @@ rule merge_shards:
         n=lambda w: shards_of(w.task, w.method),
     localrule: True
     log:
-        f"{OUT}/logs/restore/{{task}}_{{dataset}}_{{method}}_seed{{seed}}_merge.log",
+        P.job_log_pattern(CFG, "restore", P.MERGE_NAME),
     shell:
         "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
         "--method {wildcards.method:q} --seed {wildcards.seed:q} --merge-shards {params.n} > {log:q} 2>&1"

@@ -1,17 +1,18 @@
+# input functions: train_manifest, train_deps (common.smk, from dpir.workflow_facts)
 rule train:
     input:
-        manifest=lambda w: f"{CFG['data_dir']}/{task_of_network(w.network)}/{train_dataset(w.network)}/manifest.json",
-        deps=lambda w: [net_file(n) for n in network_deps(w.network)],
+        manifest=train_manifest,
+        deps=train_deps,
     output:
-        f"{OUT}/networks/{{network}}/model.safetensors",
+        P.network_file_pattern(CFG),
     params:
         h=lambda w: config_hash(CFG["networks"][w.network]),
     threads: THREADS
     resources:
         gpu=1,
     log:
-        f"{OUT}/logs/train/{{network}}.log",
+        P.job_log_pattern(CFG, "train", "{network}"),
     benchmark:
-        f"{OUT}/benchmarks/train/{{network}}.tsv",
+        P.benchmark_pattern(CFG, "train", "{network}"),
     shell:
         "{DPIR} train -q {CFGARG} --network {wildcards.network:q} > {log:q} 2>&1"
