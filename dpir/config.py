@@ -13,6 +13,7 @@ ablation-table name against :data:`NAME_PATTERN` (names become file names and sh
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -119,7 +120,9 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+@functools.lru_cache(maxsize=1)
 def _schema() -> dict:
+    """The parsed schema, read once per process (validation reads it, never mutates it)."""
     return yaml.safe_load(SCHEMA_PATH.read_text())
 
 
