@@ -1,4 +1,4 @@
-"""Synthetic RAW bursts (dpir.data.burst): camera model, geometry against OpenCV, noise, disk layout."""
+"""Synthetic RAW bursts (dpir.data.burst): camera model, geometry against OpenCV, noise; disk layout (dpir.data.burst_io)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from dpir.data import burst as B
+from dpir.data import burst_io as BIO
 from dpir.data import layouts
 from dpir.errors import DpirError
 
@@ -202,24 +203,24 @@ def test_disk_round_trip_and_official_reader(tmp_path):
     truth = {}
     for k, bid in enumerate(["0000", "0001"]):
         frames, gt, meta = B.synthesize_burst(smooth_image(k, 64 + 48), 3, gen(k))
-        B.write_burst(root, bid, frames, gt, meta)
+        BIO.write_burst(root, bid, frames, gt, meta)
         truth[bid] = (frames, gt, meta)
-    samples = B.list_bursts(root)
+    samples = BIO.list_bursts(root)
     assert [s.id for s in samples] == ["0000", "0001"] and samples[0].meta.name == "meta_info.json"
     for s in samples:
-        frames, gt, meta = B.read_burst(s)
+        frames, gt, meta = BIO.read_burst(s)
         f0, g0, m0 = truth[s.id]
         assert torch.equal(frames, torch.round(f0 * 2 ** 14) / 2 ** 14)
         assert torch.equal(gt, torch.round(g0 * 2 ** 14) / 2 ** 14)
         assert meta == {**m0, "burst_name": s.id}
-    # the official layout reader decodes the same arrays (given a meta_info.pkl next to our JSON)
+    # read as the official layout (a meta_info.pkl next to our JSON), the same arrays come back
     for bid, (_, _, meta) in truth.items():
         with open(root / "gt" / bid / "meta_info.pkl", "wb") as fh:
             pickle.dump(meta, fh)
     official = layouts.syntheticburst_val(root, burst_size=3)
     for s_off, s_ours in zip(official, samples):
-        fo, go, mo = layouts.read_burst(s_off)
-        fr, gr, _ = B.read_burst(s_ours)
+        fo, go, mo = BIO.read_burst(s_off)      # the one reader: official pickle or our JSON
+        fr, gr, _ = BIO.read_burst(s_ours)
         assert torch.equal(fo, fr) and torch.equal(go, gr) and mo["rgb_gain"] == truth[s_off.id][2]["rgb_gain"]
     # and so does the official loader's cv2.imread(IMREAD_UNCHANGED): R, G, G, B and R, G, B
     cv2 = pytest.importorskip("cv2")
@@ -232,25 +233,31 @@ def test_disk_round_trip_and_official_reader(tmp_path):
 def test_disk_errors(tmp_path):
     frames, gt, meta = B.synthesize_burst(smooth_image(0, 64 + 48), 3, gen(0))
     with pytest.raises(DpirError, match=r"gt must be \(3, 64, 64\)"):
-        B.write_burst(tmp_path, "0000", frames, gt[:, :32], meta)
+        BIO.write_burst(tmp_path, "0000", frames, gt[:, :32], meta)
     with pytest.raises(DpirError, match="not plain JSON"):
-        B.write_burst(tmp_path, "0000", frames, gt, {**meta, "rgb2cam": torch.eye(3)})
+        BIO.write_burst(tmp_path, "0000", frames, gt, {**meta, "rgb2cam": torch.eye(3)})
     with pytest.raises(DpirError, match="does not exist"):
-        B.list_bursts(tmp_path)
-    B.write_burst(tmp_path, "0000", frames, gt, meta)
+        BIO.list_bursts(tmp_path)
+    BIO.write_burst(tmp_path, "0000", frames, gt, meta)
     with pytest.raises(DpirError, match=r"bursts/0000/im_raw_03\.png is missing"):
-        B.list_bursts(tmp_path, burst_size=4)
-    s = B.list_bursts(tmp_path, burst_size=3)[0]
+        BIO.list_bursts(tmp_path, burst_size=4)
+    s = BIO.list_bursts(tmp_path, burst_size=3)[0]
     layouts.write_png16(s.frames[1], np.zeros((8, 9, 4), np.uint16))
     with pytest.raises(DpirError, match=r"im_raw_01\.png is 9x8 but .*im_raw_00\.png is 8x8"):
-        B.read_burst(s)
+        BIO.read_burst(s)
     layouts.write_png16(s.frames[1], np.zeros((8, 8, 3), np.uint16))
     with pytest.raises(DpirError, match=r"im_raw_01\.png is a 8x8x3 uint16 image; expected 4 channels"):
-        B.read_burst(s)
-    B.write_burst(tmp_path, "0000", frames, gt, meta)
+        BIO.read_burst(s)
+    BIO.write_burst(tmp_path, "0000", frames, gt, meta)
     s.meta.write_text("{broken")
     with pytest.raises(DpirError, match=r"meta_info\.json is not readable JSON"):
-        B.read_burst(s)
+        BIO.read_burst(s)
     s.meta.unlink()
     with pytest.raises(DpirError, match=r"gt/0000/meta_info\.pkl is missing"):
-        B.list_bursts(tmp_path)
+        BIO.list_bursts(tmp_path)
+
+
+def test_burst_io_is_the_one_reader_and_old_names_still_import():
+    """dpir.data.burst re-exports the file IO of dpir.data.burst_io (older imports keep working)."""
+    assert (B.write_burst, B.list_bursts, B.read_burst) == (BIO.write_burst, BIO.list_bursts, BIO.read_burst)
+    assert BIO.CV2_ORDER == {3: [2, 1, 0], 4: [2, 1, 0, 3]}

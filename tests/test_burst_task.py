@@ -10,7 +10,8 @@ import torch
 
 from dpir import paths
 from dpir.cli import main as cli
-from dpir.data.burst import demosaic_bilinear, list_bursts, process_linear_to_srgb, read_burst, synthesize_burst
+from dpir.data.burst import demosaic_bilinear, process_linear_to_srgb, synthesize_burst
+from dpir.data.burst_io import list_bursts, read_burst
 from dpir.data.degrade import bicubic_resize
 from dpir.data.images import read_image
 from dpir.data.patches import PatchSampler

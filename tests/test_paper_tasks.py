@@ -239,7 +239,8 @@ def _burst_config(tmp_path, root):
 
 
 def test_prepare_official_syntheticburst_round_trips(tmp_path):
-    from dpir.data.burst import list_bursts, process_linear_to_srgb, read_burst
+    from dpir.data.burst import process_linear_to_srgb
+    from dpir.data.burst_io import list_bursts, read_burst
     from dpir.data.prepare import prepare
     from dpir.tasks import burst_settings
 
@@ -254,7 +255,7 @@ def test_prepare_official_syntheticburst_round_trips(tmp_path):
     ours = {b.id: b for b in list_bursts(test / "burst", n)}
     for s in layouts.syntheticburst_val(src, n):
         frames, gt, meta = read_burst(ours[s.id])
-        ref_frames, ref_gt, ref_meta = layouts.read_burst(s)
+        ref_frames, ref_gt, ref_meta = read_burst(s)   # the same reader, on the official layout
         assert frames.shape == ref_frames.shape == (n, 4, H, W) and gt.shape == ref_gt.shape == (3, 32, 48)
         assert (frames - ref_frames).abs().max() <= 2 ** -14 and (gt - ref_gt).abs().max() <= 2 ** -14
         assert ours[s.id].meta.name == "meta_info.json" and meta["burst_name"] == s.id

@@ -38,16 +38,12 @@ each burst's own metadata.  The official SyntheticBurst scoring ignores 40 px at
 384x384 output; the harness makes this the scoring config value ``crop_border`` (0 in the embedded
 config, ``OFFICIAL_SCORE_BORDER`` = 40 for the official protocol).
 
-On disk (:func:`write_burst`): the SyntheticBurst layout ``bursts/<id>/im_raw_XX.png`` (uint16, value
-* 2^14, 4 channels) and ``gt/<id>/im_rgb.png`` (uint16, linear RGB * 2^14), in OpenCV's BGR(A) file
-order so the official loader and :func:`dpir.data.layouts.read_burst` read them, plus
-``gt/<id>/meta_info.json`` (JSON instead of the official pickle); :func:`read_burst` reads either.
+On disk: :mod:`dpir.data.burst_io` writes and reads the SyntheticBurst layout (``write_burst``,
+``list_bursts``, ``read_burst``; re-exported here for older imports).  This module only synthesises.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -55,8 +51,9 @@ import torch
 import torch.nn.functional as F
 
 from dpir import rng
-from dpir.checkpoint import atomic_write_text
-from dpir.data import layouts
+# the file IO of bursts lives in dpir.data.burst_io; re-exported so ``dpir.data.burst.read_burst`` etc.
+# keep working for the modules and tests that import them from here
+from dpir.data.burst_io import list_bursts, read_burst, write_burst  # noqa: F401
 from dpir.errors import DpirError
 # The camera model lives in dpir.isp (a neutral module that dpir.nets and dpir.train may import);
 # re-exported here so ``dpir.data.burst.<name>`` keeps working.
@@ -239,97 +236,3 @@ def synthesize_burst(rgb: torch.Tensor, burst_size: int, generator: torch.Genera
         "downsample_factor": df, "warp_margin": m, "burst_size": int(burst_size),
     }
     return frames.contiguous(), gt.contiguous(), meta
-
-
-# ---------------------------------------------------------------------------------- disk
-
-def _to_u16(x: torch.Tensor) -> np.ndarray:
-    return np.round(x.detach().cpu().double().clamp(0.0, 1.0).numpy() * layouts.BURST_SCALE).astype(np.uint16)
-
-
-def write_burst(root: str | Path, burst_id: str, frames: torch.Tensor, gt: torch.Tensor, meta: dict[str, Any]) -> None:
-    """Write one burst in the SyntheticBurst layout under ``root`` (values rounded to 1/2^14).
-
-    Channel order in the files is OpenCV's (BGR / BGRA of the arrays the official loader returns), so
-    the frames' R,G_r,G_b,B are stored as G_b,G_r,R,B and the gt's R,G,B as B,G,R.
-    """
-    root = Path(root)
-    if frames.dim() != 4 or frames.shape[1] != 4:
-        raise DpirError(f"burst {burst_id}: frames must be (N, 4, h, w), got {tuple(frames.shape)}")
-    n, _, h, w = frames.shape
-    if gt.shape != (3, 8 * h, 8 * w):
-        raise DpirError(f"burst {burst_id}: gt must be (3, {8 * h}, {8 * w}) for {h}x{w} frames, got {tuple(gt.shape)}")
-    if n > 100:
-        raise DpirError(f"burst {burst_id}: {n} frames do not fit the im_raw_XX.png naming (max 100)")
-    try:
-        text = json.dumps(meta, indent=1, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise DpirError(f"burst {burst_id}: metadata is not plain JSON ({e})") from None
-    for i in range(n):
-        arr = _to_u16(frames[i]).transpose(1, 2, 0)                  # h, w, [R, Gr, Gb, B]
-        layouts.write_png16(root / "bursts" / burst_id / f"im_raw_{i:02d}.png", arr[..., [2, 1, 0, 3]])
-    layouts.write_png16(root / "gt" / burst_id / "im_rgb.png", _to_u16(gt).transpose(1, 2, 0)[..., ::-1])
-    atomic_write_text(root / "gt" / burst_id / "meta_info.json", text)
-
-
-def list_bursts(root: str | Path, burst_size: int | None = None) -> list[layouts.BurstSample]:
-    """The bursts under ``root`` (our ``meta_info.json`` or the official ``meta_info.pkl``), sorted.
-
-    ``burst_size`` None takes every ``im_raw_XX.png`` of each burst (they must be numbered from 00
-    without gaps); a number takes the first ``burst_size`` frames and requires them.
-    """
-    root = Path(root)
-    bursts = root / "bursts"
-    if not bursts.is_dir():
-        raise DpirError(f"burst folder {bursts} does not exist; run `dpir prepare` for the burst task")
-    out = []
-    for d in sorted(p for p in bursts.iterdir() if p.is_dir()):
-        n = burst_size if burst_size is not None else len(list(d.glob("im_raw_*.png")))
-        frames = [d / f"im_raw_{i:02d}.png" for i in range(n)]
-        for f in frames:
-            if not f.is_file():
-                raise DpirError(f"{f} is missing (frame of burst {d.name}); re-run `dpir prepare`")
-        gt_dir = root / "gt" / d.name
-        meta = gt_dir / "meta_info.json"
-        if not meta.is_file():
-            meta = gt_dir / "meta_info.pkl"
-        for f in (gt_dir / "im_rgb.png", meta):
-            if not f.is_file():
-                raise DpirError(f"{f} is missing (ground truth of burst {d.name}); re-run `dpir prepare`")
-        if n == 0:
-            raise DpirError(f"burst {d} has no im_raw_XX.png frames")
-        out.append(layouts.BurstSample(d.name, frames, gt_dir / "im_rgb.png", meta))
-    if not out:
-        raise DpirError(f"no bursts found in {bursts}")
-    return out
-
-
-def read_burst(sample: layouts.BurstSample) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Decode a burst as :func:`dpir.data.layouts.read_burst` does; a ``meta_info.json`` is read as JSON
-    (layouts only knows the official pickle).  Returns frames (N,4,h,w), gt (3,8h,8w), meta."""
-    if sample.meta.suffix != ".json":
-        return layouts.read_burst(sample)
-    frames = []
-    for f in sample.frames:
-        a = layouts.read_png16(f)
-        if a.dtype != np.uint16 or a.ndim != 3 or a.shape[2] != 4:
-            raise DpirError(f"{f} is a {'x'.join(map(str, a.shape))} {a.dtype} image; expected 4 channels of uint16")
-        if frames and a.shape != frames[0].shape:
-            raise DpirError(f"{f} is {a.shape[1]}x{a.shape[0]} but {sample.frames[0]} is "
-                            f"{frames[0].shape[1]}x{frames[0].shape[0]}: frames of a burst must match")
-        frames.append(a[..., [2, 1, 0, 3]])
-    gt = layouts.read_png16(sample.gt)
-    h, w = frames[0].shape[:2]
-    if gt.dtype != np.uint16 or gt.ndim != 3 or gt.shape[2] != 3 or gt.shape[:2] != (8 * h, 8 * w):
-        raise DpirError(f"{sample.gt} is a {'x'.join(map(str, gt.shape))} {gt.dtype} image; expected "
-                        f"{8 * h}x{8 * w}x3 uint16 (8x the {h}x{w} RAW frames)")
-    try:
-        meta = json.loads(sample.meta.read_text())
-    except (OSError, ValueError) as e:
-        raise DpirError(f"{sample.meta} is not readable JSON ({e}); re-run `dpir prepare`") from None
-    if not isinstance(meta, dict):
-        raise DpirError(f"{sample.meta} holds a {type(meta).__name__}, expected a JSON object")
-    meta["burst_name"] = sample.id
-    x = torch.from_numpy(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2) / layouts.BURST_SCALE
-    y = torch.from_numpy(gt[..., ::-1].astype(np.float32)).permute(2, 0, 1) / layouts.BURST_SCALE
-    return x.contiguous(), y.contiguous(), meta

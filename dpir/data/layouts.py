@@ -18,16 +18,16 @@ top-level folder (GOPRO_Large, HIDE_dataset, SyntheticBurstVal, zurich-raw-to-rg
 Zurich-RAW-to-DSLR-Dataset): the loaders step into it.
 
 SyntheticBurst stores 16-bit multi-channel PNGs, which Pillow (and so imageio/skimage) silently
-reduces to 8 bits; :func:`read_png16` is a small exact PNG decoder (numpy + zlib) for them.
+reduces to 8 bits; they are decoded with OpenCV, as the official loader does (:func:`read_png_unchanged`
+is its ``cv2.imread(path, cv2.IMREAD_UNCHANGED)``, BGR(A) order; :func:`read_png16` and
+:func:`write_png16` are the same codec in the file's RGB(A) order).
 """
 from __future__ import annotations
 
 import io
 import pickle
 import re
-import struct
 import warnings
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -208,43 +208,7 @@ def syntheticburst_val(root: str | Path, burst_size: int = 14) -> list[BurstSamp
     return out
 
 
-# cv2 (which wrote and reads the official files) keeps colour PNGs in BGR(A) order; a plain PNG
-# decoder sees the file's RGB(A) order.  These index maps turn the file order into the arrays the
-# official loader (cv2.IMREAD_UNCHANGED) returns: R,G,G,B for RAW frames, linear R,G,B for gt.
-_CV2_ORDER = {3: [2, 1, 0], 4: [2, 1, 0, 3]}
-
-
-def _read_cv2_order(path: Path, channels: int) -> np.ndarray:
-    arr = read_png16(path)
-    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] != channels:
-        shape = "x".join(map(str, arr.shape))
-        raise DpirError(f"{path} is a {shape} {arr.dtype} image; expected {channels} channels of uint16")
-    return arr[..., _CV2_ORDER[channels]]
-
-
-def read_burst(sample: BurstSample) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Decode one burst as the official ``SyntheticBurstVal`` does.
-
-    Returns frames ``(N, 4, h, w)`` float32 (RGGB packed, value / 2^14), gt ``(3, 8h, 8w)`` float32
-    linear RGB (value / 2^14) and the metadata dict (with ``burst_name`` added, as upstream).
-    """
-    frames = []
-    for f in sample.frames:
-        a = _read_cv2_order(f, 4)
-        if frames and a.shape != frames[0].shape:
-            raise DpirError(f"{f} is {a.shape[1]}x{a.shape[0]} but {sample.frames[0]} is "
-                            f"{frames[0].shape[1]}x{frames[0].shape[0]}: frames of a burst must match")
-        frames.append(a)
-    gt = _read_cv2_order(sample.gt, 3)
-    h, w = frames[0].shape[:2]
-    if gt.shape[:2] != (8 * h, 8 * w):
-        raise DpirError(f"{sample.gt} is {gt.shape[1]}x{gt.shape[0]}; expected {8 * w}x{8 * h} "
-                        f"(8x the {w}x{h} RAW frames: 2x for the RGGB packing times the 4x SR factor)")
-    meta = load_meta_info(sample.meta)
-    meta["burst_name"] = sample.id
-    x = torch.from_numpy(np.stack(frames).astype(np.float32)).permute(0, 3, 1, 2) / BURST_SCALE
-    y = torch.from_numpy(gt.astype(np.float32)).permute(2, 0, 1) / BURST_SCALE
-    return x.contiguous(), y.contiguous(), meta
+# the one reader of bursts in either layout is dpir.data.burst_io.read_burst (it uses the codec below)
 
 
 def meta_info_to_json(meta: dict[str, Any], source: str | Path = "meta_info") -> dict[str, Any]:
@@ -350,49 +314,14 @@ def load_meta_info(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# 16-bit PNG (PNG spec, ISO/IEC 15948): 8/16-bit gray, gray+alpha, RGB, RGBA, not interlaced.
+# 16-bit PNG through OpenCV (Pillow reduces 16-bit colour PNGs to 8 bits)
 
-_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+def read_png_unchanged(path: str | Path) -> np.ndarray:
+    """``cv2.imread(path, cv2.IMREAD_UNCHANGED)`` (what the official SyntheticBurst loader calls):
+    (H, W) or (H, W, C) uint8/uint16, colour channels in BGR(A) order; an unreadable file is one
+    DpirError naming it."""
+    import cv2
 
-
-def _unfilter(raw: bytes, height: int, stride: int, bpp: int, path: Path) -> np.ndarray:
-    if len(raw) != height * (stride + 1):
-        raise DpirError(f"{path}: decompressed image data has {len(raw)} bytes, expected "
-                        f"{height * (stride + 1)} (truncated or corrupt PNG)")
-    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
-    out = np.empty((height, stride), np.uint8)
-    prior = np.zeros(stride, np.uint8)
-    for y in range(height):
-        ftype, line = rows[y, 0], rows[y, 1:]
-        if ftype == 0:                                   # None
-            cur = line.copy()
-        elif ftype == 1:                                 # Sub: running sum per byte lane, mod 256
-            cur = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-        elif ftype == 2:                                 # Up
-            cur = line + prior
-        elif ftype in (3, 4):                            # Average, Paeth: sequential along the row
-            cur_b = bytearray(line.tobytes())
-            up = prior.tobytes()
-            for i in range(stride):
-                left = cur_b[i - bpp] if i >= bpp else 0
-                if ftype == 3:
-                    cur_b[i] = (cur_b[i] + ((left + up[i]) >> 1)) & 0xFF
-                else:
-                    ul = up[i - bpp] if i >= bpp else 0
-                    p = left + up[i] - ul
-                    pa, pb, pc = abs(p - left), abs(p - up[i]), abs(p - ul)
-                    pred = left if pa <= pb and pa <= pc else (up[i] if pb <= pc else ul)
-                    cur_b[i] = (cur_b[i] + pred) & 0xFF
-            cur = np.frombuffer(bytes(cur_b), np.uint8)
-        else:
-            raise DpirError(f"{path}: unknown PNG filter type {ftype} in row {y} (corrupt PNG)")
-        out[y] = cur
-        prior = cur
-    return out
-
-
-def read_png16(path: str | Path) -> np.ndarray:
-    """Decode a PNG exactly: (H, W) or (H, W, C) uint8/uint16 in the file's channel order."""
     path = Path(path)
     try:
         data = path.read_bytes()
@@ -400,59 +329,48 @@ def read_png16(path: str | Path) -> np.ndarray:
         raise DpirError(f"cannot read {path}: {e}") from None
     if not data.startswith(PNG_SIGNATURE):
         raise DpirError(f"{path} is not a PNG file")
-    pos, idat, ihdr = 8, [], None
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)   # our error says it; no WARN lines
     try:
-        while pos < len(data):
-            length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
-            body = data[pos + 8:pos + 8 + length]
-            if len(body) != length:
-                raise ValueError("chunk runs past the end of the file")
-            if ctype == b"IHDR":
-                ihdr = struct.unpack(">IIBBBBB", body)
-            elif ctype == b"IDAT":
-                idat.append(body)
-            elif ctype == b"IEND":
-                break
-            pos += 12 + length
-        if ihdr is None:
-            raise ValueError("no IHDR chunk")
-        width, height, depth, color, _, _, interlace = ihdr
-        if color not in _CHANNELS or depth not in (8, 16) or interlace:
-            raise DpirError(f"{path}: PNG colour type {color}, bit depth {depth}, interlace {interlace} "
-                            f"is not supported (8/16-bit gray/RGB/RGBA, non-interlaced only)")
-        raw = zlib.decompress(b"".join(idat))
-    except (struct.error, ValueError, zlib.error) as e:
-        raise DpirError(f"{path} is a truncated or corrupt PNG ({e})") from None
-    ch, nbytes = _CHANNELS[color], depth // 8
-    flat = _unfilter(raw, height, width * ch * nbytes, ch * nbytes, path)
-    arr = flat.view(">u2").astype(np.uint16) if depth == 16 else flat
-    arr = arr.reshape(height, width, ch)
-    return arr[..., 0] if ch == 1 else arr
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if arr is None:
+        raise DpirError(f"{path} is a truncated or corrupt PNG (OpenCV cannot decode it); re-download or "
+                        f"re-create it")
+    return arr
+
+
+# cv2 keeps colour PNGs in BGR(A) order, the file holds RGB(A); each index map is its own inverse
+_CV2_ORDER = {3: [2, 1, 0], 4: [2, 1, 0, 3]}
+
+
+def read_png16(path: str | Path) -> np.ndarray:
+    """Decode a PNG exactly: (H, W) or (H, W, C) uint8/uint16 in the file's channel order (RGB, RGBA;
+    a gray+alpha file comes back as RGBA, as OpenCV expands it)."""
+    arr = read_png_unchanged(path)
+    return arr[..., _CV2_ORDER[arr.shape[2]]] if arr.ndim == 3 else arr
 
 
 def write_png16(path: str | Path, arr: np.ndarray) -> None:
-    """Encode an (H, W) or (H, W, C) uint8/uint16 array as PNG, channels in the given order."""
+    """Encode an (H, W) or (H, W, C) uint8/uint16 array (C = 1, 3 or 4) as PNG, channels in the given
+    order (RGB, RGBA), atomically (a temporary name next to ``path``, then a rename)."""
+    import cv2
+
     arr = np.asarray(arr)
     if arr.dtype not in (np.uint8, np.uint16):
         raise DpirError(f"write_png16 needs uint8 or uint16 data, not {arr.dtype} (for {path})")
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    h, w, ch = arr.shape
-    color = {v: k for k, v in _CHANNELS.items()}.get(ch)
-    if color is None:
-        raise DpirError(f"write_png16 needs 1-4 channels, not {ch} (for {path})")
-    depth = 16 if arr.dtype == np.uint16 else 8
-    rows = np.ascontiguousarray(arr.astype(">u2" if depth == 16 else np.uint8)).view(np.uint8)
-    rows = rows.reshape(h, w * ch * depth // 8)
-    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()   # filter 0 rows
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    png = (PNG_SIGNATURE + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in _CV2_ORDER):
+        raise DpirError(f"write_png16 needs an (H, W) array or 1, 3 or 4 channels, not shape {arr.shape} "
+                        f"(for {path}; OpenCV's PNG encoder has no gray+alpha)")
+    bgr = arr[..., _CV2_ORDER[arr.shape[2]]] if arr.ndim == 3 else arr
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(bgr), [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    if not ok:
+        raise DpirError(f"OpenCV could not encode {arr.shape} {arr.dtype} data as PNG (for {path})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(png)
+    tmp.write_bytes(png.tobytes())
     tmp.replace(path)
