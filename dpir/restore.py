@@ -26,6 +26,7 @@ Reliability (each point is tested):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -41,13 +42,15 @@ from dpir.atomic import (atomic_write_text, exclusive_lock, file_stamp, is_compl
                          unique_temp_dir)
 from dpir.checkpoint import MODEL_FILE, check_trained_for, read_meta, trained_hash
 from dpir.config import config_hash, method_config, resolve_device, task_config
-from dpir.data.images import read_image, write_png
+from dpir.data.images import write_png
 from dpir.data.prepare import read_manifest
 from dpir.errors import DpirError
 from dpir.measure import count_flops, count_nfe, count_params, peak_cuda_mib, peak_rss_mib
 from dpir.methods import BuildContext, build_method
 from dpir.provenance import provenance
+from dpir.results import IMAGE_SEED_RULE, RunRecord
 from dpir.rng import make_generator
+from dpir.tasks import task_kind
 
 log = logging.getLogger(__name__)
 
@@ -83,30 +86,21 @@ def build(config: dict, task: str, method: str):
 def _observations(root: Path, tcfg: dict, mcfg: dict, m, method: str, ids: list[str]):
     """A loader ``id -> (y, extra restore kwargs)`` for the prepared test split.
 
-    Images: ``lq/<id>.png``.  Bursts: ``burst/`` (SyntheticBurst layout) with ``meta=[metadata]``, so the
-    method can take its linear estimate to sRGB; every listed burst is checked (all frames present)
-    before anything is written, and a method whose ``restore`` takes no metadata is refused."""
-    if tcfg["kind"] != "burst":
-        return lambda image_id: (read_image(root / "lq" / f"{image_id}.png"), {})
-    import inspect
+    The task kind loads them (:meth:`dpir.tasks.TaskKind.load_inputs`): images ``lq/<id>.png``; bursts
+    ``burst/`` (SyntheticBurst layout) with ``meta=[metadata]``, so the method can take its linear
+    estimate to sRGB, every listed burst checked (all frames present) before anything is written.  A
+    method whose ``restore`` lacks a keyword the kind passes (bursts: ``meta``) is refused first."""
+    kind = task_kind(tcfg)
+    if kind.restore_kwargs:
+        import inspect
 
-    from dpir.data.burst import list_bursts, read_burst
-    from dpir.tasks import burst_settings
-
-    if "meta" not in inspect.signature(m.restore).parameters:
-        raise DpirError(f"method {method!r} (kind {mcfg['kind']!r}) cannot restore bursts: its restore() takes no "
-                        f"burst metadata (meta) to convert its output to sRGB; use kind burst_bicubic, backbone or dpir")
-    samples = {b.id: b for b in list_bursts(root / "burst", burst_settings(tcfg)[0])}
-    missing = [i for i in ids if i not in samples]
-    if missing:
-        raise DpirError(f"bursts {missing} of the manifest are missing under {root / 'burst' / 'bursts'}; "
-                        f"re-run `dpir prepare`")
-
-    def load(image_id: str):
-        frames, _, meta = read_burst(samples[image_id])
-        return frames, {"meta": [meta]}
-
-    return load
+        params = inspect.signature(m.restore).parameters
+        lacking = [k for k in kind.restore_kwargs if k not in params]
+        if lacking:
+            raise DpirError(f"method {method!r} (kind {mcfg['kind']!r}) cannot restore bursts: its restore() takes "
+                            f"no burst metadata ({', '.join(lacking)}) to convert its output to sRGB; use kind "
+                            f"burst_bicubic, backbone or dpir")
+    return kind.load_inputs(root, tcfg, ids)
 
 
 DONE = ".done.json"          # <id>.done.json in the partial folder: that image is finished
@@ -211,10 +205,10 @@ def _open_partial(partial: Path, key: str, ids: list[str]) -> dict[str, dict]:
 def _finished_run(out_dir: Path, key: str, ids: list[str]) -> dict | None:
     """The record of a complete run in ``out_dir`` restored under ``key``, else None."""
     try:
-        rec = json.loads((out_dir / "run.json").read_text())
-    except (OSError, ValueError):
+        rec = RunRecord.read(out_dir / "run.json").to_dict()
+    except DpirError:
         return None
-    if not isinstance(rec, dict) or rec.get("run_key") != key or rec.get("images") != ids:
+    if rec.get("run_key") != key or rec.get("images") != ids:
         return None
     if not all((out_dir / f"{i}.png").is_file() for i in ids):
         return None
@@ -329,32 +323,31 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
             else:
                 shutil.rmtree(partial, ignore_errors=True)
             raise
-        record = {
-            "schema": 1, "task": task, "dataset": dataset, "method": method, "seed": seed,
-            "kind": mcfg["kind"], "label": mcfg.get("label", method), "method_config": mcfg,
-            "method_config_hash": config_hash(mcfg), "task_config_hash": config_hash(tcfg),
-            "stochastic": bool(m.stochastic), "images": ids, "n_images": len(ids),
-            "image_seed_rule": "sha256(f'{seed}:{image_id}')[:8] (dpir.rng.image_seed)",
-            **_cost(method, ids, done), "nfe_note": m.nfe_note,
-            "params_total": count_params(m.modules()), "params_trained": count_params(m.trained_modules()),
-            "peak_rss_mib": round(peak_rss_mib(), 1), "peak_cuda_mib": peak_cuda_mib(device),
-            "png_bits": bits, "shard": list(shard) if shard else None,
-            "tiled_modules": getattr(m, "tiled_modules", None), "tile": config.get("tile"),
-            "run_key": key, "resumed_images": len(ids) - len(todo),
-            "provenance": provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
-        }
+        record = RunRecord(
+            schema=1, task=task, dataset=dataset, method=method, seed=seed,
+            kind=mcfg["kind"], label=mcfg.get("label", method), method_config=mcfg,
+            method_config_hash=config_hash(mcfg), task_config_hash=config_hash(tcfg),
+            stochastic=bool(m.stochastic), images=ids, n_images=len(ids), image_seed_rule=IMAGE_SEED_RULE,
+            **_cost(method, ids, done), nfe_note=m.nfe_note,
+            params_total=count_params(m.modules()), params_trained=count_params(m.trained_modules()),
+            peak_rss_mib=round(peak_rss_mib(), 1), peak_cuda_mib=peak_cuda_mib(device),
+            png_bits=bits, shard=list(shard) if shard else None,
+            tiled_modules=getattr(m, "tiled_modules", None), tile=config.get("tile"),
+            run_key=key, resumed_images=len(ids) - len(todo),
+            provenance=provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
+        )
         _publish(out_dir, record, [(partial / f"{i}.png", f"{i}.png") for i in ids])
         shutil.rmtree(partial, ignore_errors=True)
-    return record
+    return record.to_dict()
 
 
-def _publish(out_dir: Path, record: dict, files: list[tuple[Path, str]]) -> None:
+def _publish(out_dir: Path, record: RunRecord, files: list[tuple[Path, str]]) -> None:
     """Assemble ``files`` and ``run.json`` in a folder unique to this process, then swap it in."""
     tmp = unique_temp_dir(out_dir)
     try:
         for src, name in files:
             _link_or_copy(src, tmp / name)
-        atomic_write_text(tmp / "run.json", json.dumps(record, indent=2))
+        atomic_write_text(tmp / "run.json", record.to_json())
         swap_in(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)   # gone once swapped in; a failed assembly leaves nothing
@@ -376,8 +369,8 @@ def merge_shards(config: dict, task: str, dataset: str, method: str, seed: int, 
             recover(s)
         if not all(is_complete(s) for s in shards) and is_complete(out_dir):
             try:
-                rec = json.loads((out_dir / "run.json").read_text())
-            except ValueError:
+                rec = RunRecord.read(out_dir / "run.json").to_dict()
+            except DpirError:
                 rec = {}
             if rec.get("merged_from") == n and rec.get("method_config_hash") == mhash:
                 log.info("%s is already merged from %d shards", out_dir, n)
@@ -389,29 +382,25 @@ def merge_shards(config: dict, task: str, dataset: str, method: str, seed: int, 
             fix = f"run `dpir restore --task {task} --dataset {dataset} --method {method} --seed {seed} --shard {k}/{n}`"
             if not is_complete(s):
                 raise DpirError(f"shard {s} is missing or incomplete; {fix} first")
-            try:
-                r = json.loads((s / "run.json").read_text())
-            except ValueError as e:
-                raise DpirError(f"{s / 'run.json'} is not valid JSON ({e}); {fix} again") from None
-            if not isinstance(r, dict) or r.get("shard") != [k, n] or not isinstance(r.get("images"), list):
+            r = RunRecord.read(s / "run.json", fix=f"{fix} again")
+            if r.shard != [k, n]:
                 raise DpirError(f"{s / 'run.json'} is not the run record of shard {k}/{n}; {fix} again")
-            if r.get("method_config_hash") != mhash or r.get("task_config_hash") != thash:
+            if r.method_config_hash != mhash or r.task_config_hash != thash:
                 raise DpirError(f"shard {s} was restored with other settings (method config hash "
-                                f"{r.get('method_config_hash')}, the config now gives {mhash}); {fix} again")
-            lost = [i for i in r["images"] if not (s / f"{i}.png").is_file()]
+                                f"{r.method_config_hash}, the config now gives {mhash}); {fix} again")
+            lost = [i for i in r.images if not (s / f"{i}.png").is_file()]
             if lost:
                 raise DpirError(f"{s / (lost[0] + '.png')} (listed in its run.json) is missing; {fix} again")
             recs.append(r)
         order = read_manifest(config, task, dataset)["splits"]["test"]["ids"]
-        have = {i for r in recs for i in r["images"]}
+        have = {i for r in recs for i in r.images}
         ids = [i for i in order if i in have]
-        base = next((r for r in recs if r["images"]), recs[0])    # shard 0 holds image 1 (FLOPs, timing note)
-        rec = dict(base)
-        seconds = [t for r in recs for t in r["seconds"]]
-        rec.update(images=ids, n_images=len(ids), shard=None, merged_from=n, seconds=seconds, run_key=None,
-                   seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
-                   resumed_images=sum(int(r.get("resumed_images") or 0) for r in recs))
-        _publish(out_dir, rec, [(s / f"{i}.png", f"{i}.png") for s, r in zip(shards, recs) for i in r["images"]])
+        base = next((r for r in recs if r.images), recs[0])    # shard 0 holds image 1 (FLOPs, timing note)
+        seconds = [t for r in recs for t in r.seconds]
+        rec = dataclasses.replace(base, images=ids, n_images=len(ids), shard=None, merged_from=n, seconds=seconds,
+                                  run_key=None, seconds_per_image=sum(seconds) / len(seconds) if seconds else None,
+                                  resumed_images=sum(r.resumed_images for r in recs))
+        _publish(out_dir, rec, [(s / f"{i}.png", f"{i}.png") for s, r in zip(shards, recs) for i in r.images])
         for s in shards:
             shutil.rmtree(s)
-    return rec
+    return rec.to_dict()

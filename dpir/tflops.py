@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from dpir.checkpoint import atomic_write_text
+from dpir.tasks import task_kind
 from dpir.workflow_facts import is_published, networks_of
 
 
@@ -76,7 +77,7 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
         if is_published(tcfg["methods"][name]):   # copied scores: nothing to measure
             continue
         m, mcfg, _, device = build(config, task, name)
-        if not m.nfe_groups() or tcfg["kind"] == "burst":
+        if not m.nfe_groups() or not task_kind(tcfg).image_input:    # no 1280x720 RGB input for bursts
             continue
         small = torch.rand(1, 3, 16, 16, device=device)
         with torch.no_grad(), count_nfe(m) as c:

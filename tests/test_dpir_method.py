@@ -157,7 +157,7 @@ def test_build_from_checkpoints(tmp_path, tiny_archs):
     ir, den, fus = nets(3)
     for name, net, arch in (("ir_x4", ir, "tinyir"), ("den", den, "tinydenoiser"), ("fus", fus, "tinyfusion")):
         save_network(net, tmp_path / name, arch, {})
-    ctx = BuildContext(task_name="sr", task={}, networks_dir=str(tmp_path), device=torch.device("cpu"))
+    ctx = BuildContext(task_name="sr", task={"kind": "sr"}, networks_dir=str(tmp_path), device=torch.device("cpu"))
     cfg = {"ir": "ir_x4", "denoiser": "den", "fusion": "fus", "tau": 250, "ddim_stride": 5}
     method = build(cfg, ctx)
     assert (method.tau, method.ddim_stride, method.mode, method.variance, method.clip_x0) == (250, 5, "jump", "beta", True)
@@ -180,14 +180,14 @@ def test_build_from_checkpoints(tmp_path, tiny_archs):
     ({"beta_start": 0.5}, "beta_start"),
 ])
 def test_build_errors_name_the_key(tmp_path, patch, match):
-    ctx = BuildContext(task_name="sr", task={}, networks_dir=str(tmp_path), device=torch.device("cpu"))
+    ctx = BuildContext(task_name="sr", task={"kind": "sr"}, networks_dir=str(tmp_path), device=torch.device("cpu"))
     cfg = {"ir": "a", "denoiser": "b", "fusion": "c", "tau": 5, **patch}
     with pytest.raises(DpirError, match=match):
         build(cfg, ctx)
 
 
 def test_build_missing_checkpoint_is_a_user_error(tmp_path):
-    ctx = BuildContext(task_name="sr", task={}, networks_dir=str(tmp_path), device=torch.device("cpu"))
+    ctx = BuildContext(task_name="sr", task={"kind": "sr"}, networks_dir=str(tmp_path), device=torch.device("cpu"))
     with pytest.raises(DpirError, match="dpir train"):
         build({"ir": "a", "denoiser": "b", "fusion": "c", "tau": 5}, ctx)
 

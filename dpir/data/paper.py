@@ -61,7 +61,7 @@ SYNTHETICBURST_FRAMES = 14
 @dataclass(frozen=True)
 class RawBurst:
     """An official RAW burst: packed RGGB frames (N, 4, h, w) in [0, 1] and its metadata as plain JSON
-    values (:func:`dpir.data.layouts.meta_info_to_json`), ready for :func:`dpir.data.burst.write_burst`."""
+    values (:func:`dpir.data.layouts.meta_info_to_json`), ready for :func:`dpir.data.burst_io.write_burst`."""
     frames: torch.Tensor
     meta: dict[str, Any]
 #: the only DIV2K LR scale in the fetch registry (div2k_*_lr_x4); used when no task config is given
@@ -143,11 +143,12 @@ def source_images(ds_cfg: dict, split: str, task_cfg: dict | None = None) -> lis
 
 def _syntheticburst(ds_cfg: dict, split: str, task_cfg: dict | None) -> list[tuple[str, Loader]]:
     """The official validation bursts, first ``degradation.burst_size`` frames of each (all 14 by default)."""
-    from dpir.data.layouts import meta_info_to_json, read_burst, syntheticburst_val
-    from dpir.tasks import burst_settings, output_scale
+    from dpir.data.burst_io import read_burst
+    from dpir.data.layouts import meta_info_to_json, syntheticburst_val
+    from dpir.tasks import BURST, burst_settings, output_scale, task_kind
 
-    task_cfg = task_cfg or {"kind": "burst", "scale": 4}
-    if task_cfg.get("kind") != "burst":
+    task_cfg = task_cfg or {"kind": BURST.name, "scale": 4}
+    if task_kind(task_cfg) is not BURST:
         raise DpirError(f"dataset kind 'syntheticburst' holds RAW bursts: it is a test set of burst tasks only, "
                         f"not of a {task_cfg.get('kind')!r} task; list it under a burst task's test_datasets")
     if split == "train":

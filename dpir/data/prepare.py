@@ -5,9 +5,9 @@
     <data_dir>/<task>/<dataset>/manifest.json          ids, sizes, conversions, skipped files, settings
 
 The burst task stores RAW bursts instead of ``lq/`` (test split: ``<split>/burst/`` in the SyntheticBurst
-layout, ``gt/<id>.png`` the sRGB target; train split: ``gt/`` only), see :func:`dpir.tasks.prepare_burst_image`.
+layout, ``gt/<id>.png`` the sRGB target; train split: ``gt/`` only), see :meth:`dpir.tasks.TaskKind.prepare_image`.
 The official SyntheticBurst validation bursts (dataset kind ``syntheticburst``) are stored as they are, in
-the same layout (:func:`write_official_burst`), so restore and score treat both alike.
+the same layout (:func:`dpir.tasks.write_official_burst`), so restore and score treat both alike.
 
 Odd inputs follow :mod:`dpir.data.images`' policy; the manifest records every conversion and skip,
 and the report repeats them.  The manifest is written last and atomically, so a folder without a
@@ -48,18 +48,15 @@ from dpir.atomic import (
     unique_temp_dir,
 )
 from dpir.data import bundled
-from dpir.data.degrade import mod_crop
 from dpir.data.images import (
-    ImageTooSmall,
     SkippedFile,
     list_images,
     read_image,
     to_rgb_float,
-    write_png,
 )
-from dpir.data.paper import PAPER_KINDS, TRAIN_ONLY_KINDS, RawBurst
+from dpir.data.paper import PAPER_KINDS, TRAIN_ONLY_KINDS
 from dpir.errors import DpirError, UnknownNameError
-from dpir.tasks import observe, prepare_burst_image, write_pair
+from dpir.tasks import SkipImage, task_kind, write_official_burst  # noqa: F401  (write_official_burst: re-exported)
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"      # the file name of paths.manifest
@@ -136,24 +133,6 @@ def _check_unique_ids(files: list[Path]) -> None:
         seen[p.stem] = p
 
 
-def write_official_burst(split_dir: Path, image_id: str, frames: torch.Tensor, gt_linear: torch.Tensor,
-                         meta: dict) -> tuple[list[int], list[str]]:
-    """Store one official RAW burst as :func:`dpir.tasks.prepare_burst_image` stores a synthetic one:
-    ``burst/`` in the SyntheticBurst layout (meta as JSON) and ``gt/<id>.png`` = the burst's forward ISP
-    of its linear target, the sRGB image every method is scored against.  Returns (gt size, notes)."""
-    from dpir.data.burst import process_linear_to_srgb, write_burst
-
-    notes = []
-    # the files hold value * 2^14 in uint16, so values up to 4 are representable; SyntheticBurst's
-    # are clipped to [0, 1] by its generator, and write_burst clips too: say so if that ever bites
-    over = [name for name, x in (("frames", frames), ("target", gt_linear)) if float(x.max()) > 1.0]
-    if over:
-        notes.append(f"{' and '.join(over)} above 1.0 clipped to 1.0 (values * 2^14 > 16384 in the source)")
-    write_burst(split_dir / "burst", image_id, frames, gt_linear, meta)
-    write_png(split_dir / "gt" / f"{image_id}.png", process_linear_to_srgb(gt_linear, meta))
-    return [int(gt_linear.shape[-2]), int(gt_linear.shape[-1])], notes
-
-
 def _from_array(arr, source: str):
     rgb, notes = to_rgb_float(arr, source)
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous(), notes
@@ -180,6 +159,7 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
 
 def _prepare_into(work: Path, ds: dict, task: dict, task_name: str, dataset_name: str, splits) -> dict:
     """Write the prepared splits and, last, the manifest into the empty folder ``work``; return the manifest."""
+    kind = task_kind(task)
     scale = task.get("scale", 1)
     manifest: dict = {"task": task_name, "dataset": dataset_name, "dataset_config": ds, "kind": task["kind"],
                       "scale": scale, "degradation": task.get("degradation", {}), "splits": {}, "skipped": [],
@@ -197,54 +177,15 @@ def _prepare_into(work: Path, ds: dict, task: dict, task_name: str, dataset_name
                 warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
                 manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
                 continue
-            if task["kind"] == "burst":  # RAW bursts: their own crop, synthesis and layout (dpir.tasks)
-                try:
-                    if isinstance(lq, RawBurst):    # official bursts: stored as they are, gt stays linear
-                        size, burst_notes = write_official_burst(split_dir, image_id, lq.frames, gt, lq.meta)
-                    else:
-                        size, burst_notes = prepare_burst_image(split_dir, image_id, torch.round(gt * 255) / 255,
-                                                                task, split,
-                                                                ds.get("test_crop") if split == "test" else None)
-                except DpirError as e:
-                    warnings.warn(f"skipping {e}", SkippedFile, stacklevel=2)
-                    manifest["skipped"].append({"id": image_id, "split": split, "reason": str(e)})
-                    continue
-                ids.append(image_id)
-                sizes[image_id] = size
-                _record_notes(manifest, dataset_name, image_id, notes + burst_notes)
+            try:    # the kind crops, observes and writes (dpir.tasks; bursts: their own synthesis and layout)
+                size, notes = kind.prepare_image(split_dir, image_id, gt, lq, notes, task, split,
+                                                 ds.get("test_crop"), dataset_name)
+            except SkipImage as e:
+                warnings.warn(f"skipping {e.reason}", SkippedFile, stacklevel=2)
+                manifest["skipped"].append({"id": image_id, "split": split, "reason": e.reason})
                 continue
-            if split == "test":
-                gt, top, left = centre_crop(gt, ds.get("test_crop"), align=scale)
-                if lq is not None and ds.get("test_crop"):
-                    c = ds["test_crop"] // scale
-                    lq = lq[..., top // scale: top // scale + c, left // scale: left // scale + c]
-            h, w = gt.shape[-2:]
-            if h < scale * 2 or w < scale * 2:
-                msg = f"{image_id}: {h}x{w} is too small for scale {scale}"
-                warnings.warn(f"skipping {msg}", SkippedFile, stacklevel=2)
-                manifest["skipped"].append({"id": image_id, "split": split, "reason": msg})
-                continue
-            if h % scale or w % scale:
-                notes = notes + [f"mod-cropped from {h}x{w} to a multiple of {scale}"]
-                gt = mod_crop(gt, scale)
-            # quantise the clean image first so that lq is made from exactly what is stored as gt
-            gt = torch.round(gt * 255) / 255
-            if lq is not None:  # the dataset's own observation (official DIV2K LR, GoPro/HIDE blur)
-                lq, extras = lq[..., : gt.shape[-2] // scale, : gt.shape[-1] // scale], {}
-                if tuple(lq.shape[-2:]) != (gt.shape[-2] // scale, gt.shape[-1] // scale):
-                    raise DpirError(f"{dataset_name}/{image_id}: observation is {tuple(lq.shape[-2:])}, expected "
-                                    f"{(gt.shape[-2] // scale, gt.shape[-1] // scale)} for its {tuple(gt.shape[-2:])} target")
-            else:
-                try:
-                    lq, extras = observe(task, gt, image_id)
-                except ImageTooSmall as e:        # e.g. smaller than half the blur kernel: skip, as for SR
-                    msg = f"{image_id}: {e}"
-                    warnings.warn(f"skipping {msg}", SkippedFile, stacklevel=2)
-                    manifest["skipped"].append({"id": image_id, "split": split, "reason": msg})
-                    continue
-            write_pair(split_dir, image_id, gt, lq, extras)
             ids.append(image_id)
-            sizes[image_id] = [int(gt.shape[-2]), int(gt.shape[-1])]
+            sizes[image_id] = size
             _record_notes(manifest, dataset_name, image_id, notes)
         if not ids:
             shutil.rmtree(split_dir, ignore_errors=True)
@@ -353,7 +294,7 @@ def stored_split(config: dict, task: str, dataset: str, split: str) -> list[Stor
     man = read_manifest(config, task, dataset)
     root = paths.prepared(config, task, dataset) / split
     part = man["splits"].get(split, {})
-    scale, burst = int(man.get("scale") or 1), man.get("kind") == "burst"
+    scale, burst = int(man.get("scale") or 1), not task_kind(man).image_input
     out = []
     for i in part.get("ids", []):
         h, w = (int(v) for v in part["sizes"][i])
@@ -370,6 +311,6 @@ def load_split(config: dict, task: str, dataset: str, split: str) -> list[tuple[
     man = read_manifest(config, task, dataset)
     root = paths.prepared(config, task, dataset) / split
     ids = man["splits"].get(split, {}).get("ids", [])
-    if man.get("kind") == "burst":
+    if not task_kind(man).image_input:
         return [(i, None, read_image(root / "gt" / f"{i}.png")) for i in ids]
     return [(i, read_image(root / "lq" / f"{i}.png"), read_image(root / "gt" / f"{i}.png")) for i in ids]

@@ -13,7 +13,6 @@ from dpir.isp import demosaic_bilinear, srgb_batch  # noqa: F401  (srgb_batch: r
 from dpir.data.degrade import bicubic_resize
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
-from dpir.keys import config_keys
 
 
 class BurstBicubic(Method):
@@ -39,9 +38,10 @@ class BurstBicubic(Method):
         return 0  # no network
 
 
-@config_keys()
 def burst_bicubic(cfg: dict, ctx: BuildContext) -> Method:
-    if ctx.task.get("kind") != "burst":
+    from dpir.tasks import BURST, task_kind
+
+    if task_kind(ctx.task) is not BURST:
         raise DpirError(f"method kind 'burst_bicubic' is for burst tasks; task {ctx.task_name!r} is "
                         f"{ctx.task.get('kind')!r} (use kind 'bicubic')")
     return BurstBicubic(int(ctx.task.get("scale", 4)))

@@ -202,12 +202,12 @@ def test_declared_nfe_is_4_plus_1_plus_1():
 def test_method_build_from_network_dir(tmp_path):
     net = tiny(DiffIRS2)
     save_network(net, tmp_path / "d2", "diffir_s2", {"task": "sr", **TINY})
-    ctx = BuildContext("sr", {"scale": 4}, str(tmp_path), CPU)
+    ctx = BuildContext("sr", {"kind": "sr", "scale": 4}, str(tmp_path), CPU)
     m = build({"network": "d2"}, ctx)
     y = torch.rand(1, 3, 8, 8, generator=gen(0))
     torch.testing.assert_close(m.restore(y, gen(1)), DiffIR(net).restore(y, gen(1)))
     with pytest.raises(DpirError, match="scale 1"):
-        build({"network": "d2"}, BuildContext("deblur", {"scale": 1}, str(tmp_path), CPU))
+        build({"network": "d2"}, BuildContext("deblur", {"kind": "deblur", "scale": 1}, str(tmp_path), CPU))
     with pytest.raises(DpirError, match="needs `network"):
         build({}, ctx)
 

@@ -95,7 +95,7 @@ TINY_PARAMS = 42_923
 def test_method_build_from_trained_network(tmp_path):
     net = tiny_net(seed=2, eps=0.02)
     save_network(net, tmp_path / "indi_net", "indi", {**TINY, "eps": 0.02})
-    ctx = BuildContext("sr", {"scale": 4}, str(tmp_path), torch.device("cpu"))
+    ctx = BuildContext("sr", {"kind": "sr", "scale": 4}, str(tmp_path), torch.device("cpu"))
     m = build({"kind": "indi", "network": "indi_net", "steps": 3}, ctx)
     assert (m.steps, m.eps, m.stochastic) == (3, 0.02, True)   # eps from the checkpoint
     y = torch.rand(1, 3, 4, 4)
@@ -103,7 +103,7 @@ def test_method_build_from_trained_network(tmp_path):
     assert build({"kind": "indi", "network": "indi_net", "eps": 0.0}, ctx).eps == 0.0
     with pytest.raises(DpirError, match="scale"):
         build({"kind": "indi", "network": "indi_net"},
-              BuildContext("deblur", {"scale": 1}, str(tmp_path), torch.device("cpu")))
+              BuildContext("deblur", {"kind": "deblur", "scale": 1}, str(tmp_path), torch.device("cpu")))
     with pytest.raises(DpirError, match="steps"):
         build({"kind": "indi", "network": "indi_net", "steps": 0}, ctx)
 

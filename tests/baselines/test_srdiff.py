@@ -278,14 +278,14 @@ class PickledThing:
 def test_method_build_from_trained_network(tmp_path):
     net = tiny_net(seed=2)
     save_network(net, tmp_path / "srdiff_net", "srdiff", TINY)
-    ctx = BuildContext("sr", {"scale": 4}, str(tmp_path), torch.device("cpu"))
+    ctx = BuildContext("sr", {"kind": "sr", "scale": 4}, str(tmp_path), torch.device("cpu"))
     m = build({"kind": "srdiff", "network": "srdiff_net"}, ctx)
     y = torch.rand(1, 3, 4, 4)
     assert torch.equal(m.restore(y, gens(0, 1)), SRDiff(net).restore(y, gens(0, 1)))
     assert set(m.trained_modules()) == {"rrdb", "denoise_fn"} and m.stochastic
     with pytest.raises(DpirError, match="scale"):
         build({"kind": "srdiff", "network": "srdiff_net"},
-              BuildContext("sr2", {"scale": 2}, str(tmp_path), torch.device("cpu")))
+              BuildContext("sr2", {"kind": "sr", "scale": 2}, str(tmp_path), torch.device("cpu")))
     with pytest.raises(DpirError, match="network"):
         build({"kind": "srdiff"}, ctx)
 
