@@ -23,7 +23,9 @@ from typing import Any
 import yaml
 
 from dpir.errors import DpirError, UnknownNameError
-from dpir.workflow_facts import is_published
+# the config's selectors of what is switched on are defined once, torch-free, in dpir.workflow_facts
+from dpir.workflow_facts import (ablation_dataset, ablation_methods, ablation_tables, all_methods,  # noqa: F401
+                                 enabled_tasks, is_published)
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -219,19 +221,14 @@ def _common_train_keys() -> dict:
 def _check_registered(config: dict) -> None:
     """Every name that selects code (method kind, trainer, architecture, metric preset, degradation)
     is registered, and every method entry and train section holds only the keys its code declares."""
+    # method kinds, architectures and trainers first: their tables and declared keys are torch-free data
     from dpir.keys import check_keys, network_keys
     from dpir.methods import METHODS, PUBLISHED
-    from dpir.metrics import METRICS
-    from dpir.nets import ARCHS, resolve
+    from dpir.nets import ARCHS
     from dpir.train import TRAINERS
 
     networks = config["networks"]
     method_common = _common_method_keys()
-    for tname, task in config["tasks"].items():
-        for i, metric in enumerate(task.get("metrics") or []):
-            if metric not in METRICS:
-                raise DpirError(f"config key 'tasks.{tname}.metrics[{i}]': {UnknownNameError('metric preset', metric, METRICS)}")
-        _check_degradation(f"tasks.{tname}.degradation", task)
     entries = [(f"tasks.{t}.methods.{m}", mc) for t, task in config["tasks"].items() for m, mc in task["methods"].items()]
     entries += [(f"ablations.methods.{t}.{m}", mc) for t, ms in ((config.get("ablations") or {}).get("methods") or {}).items()
                 for m, mc in ms.items()]
@@ -245,9 +242,9 @@ def _check_registered(config: dict) -> None:
             continue
         if kind not in METHODS:
             raise DpirError(f"config key '{where}.kind': {UnknownNameError('method kind', kind, [*METHODS, PUBLISHED])}")
-        factory = resolve(METHODS, "method kind", kind)
-        check_keys(where, m, factory, method_common, f"method kind {kind!r}")
-        _check_network_refs(where, m, factory, networks)
+        decl = METHODS.meta(kind)["keys"]   # declared in the registry entry: nothing is imported
+        check_keys(where, m, decl, method_common, f"method kind {kind!r}")
+        _check_network_refs(where, m, decl, networks)
     train_common = _common_train_keys()
     for nname, net in networks.items():
         where = f"networks.{nname}"
@@ -258,18 +255,26 @@ def _check_registered(config: dict) -> None:
             continue
         if train["trainer"] not in TRAINERS:
             raise DpirError(f"config key '{where}.train.trainer': {UnknownNameError('trainer', train['trainer'], TRAINERS)}")
-        factory = resolve(TRAINERS, "trainer", train["trainer"])
-        check_keys(f"{where}.train", train, factory, train_common, f"trainer {train['trainer']!r}")
-        _check_network_refs(f"{where}.train", train, factory, networks)
-        for key in network_keys(factory):
+        decl = TRAINERS.meta(train["trainer"])["keys"]
+        check_keys(f"{where}.train", train, decl, train_common, f"trainer {train['trainer']!r}")
+        _check_network_refs(f"{where}.train", train, decl, networks)
+        for key in network_keys(decl):
             if train.get(key) == nname:
                 raise DpirError(f"config key '{where}.train.{key}' names the network itself; name another network")
+    # then metric presets and degradations
+    from dpir.metrics import METRICS
+
+    for tname, task in config["tasks"].items():
+        for i, metric in enumerate(task.get("metrics") or []):
+            if metric not in METRICS:
+                raise DpirError(f"config key 'tasks.{tname}.metrics[{i}]': {UnknownNameError('metric preset', metric, METRICS)}")
+        _check_degradation(f"tasks.{tname}.degradation", task)
 
 
-def _check_network_refs(where: str, entry: dict, factory, networks: dict) -> None:
+def _check_network_refs(where: str, entry: dict, decl: dict, networks: dict) -> None:
     from dpir.keys import network_keys
 
-    for key in network_keys(factory):
+    for key in network_keys(decl):
         if key in entry and entry[key] not in networks:
             raise DpirError(f"config key '{where}.{key}': {UnknownNameError('network', entry[key], networks)}")
 
@@ -399,44 +404,18 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def enabled_tasks(config: dict) -> list[str]:
-    return list(config.get("enabled_tasks") or config["tasks"])
-
-
 def task_config(config: dict, task: str) -> dict:
     if task not in config["tasks"]:
         raise UnknownNameError("task", task, config["tasks"])
     return config["tasks"][task]
 
 
-def ablation_methods(config: dict, task: str) -> dict:
-    """Methods restored only for the ablation tables (``ablations.methods.<task>``)."""
-    return ((config.get("ablations") or {}).get("methods") or {}).get(task) or {}
-
-
-def all_methods(config: dict, task: str) -> dict:
-    """The task's table methods followed by its ablation-only methods (names never collide: checked)."""
-    return {**task_config(config, task)["methods"], **ablation_methods(config, task)}
-
-
 def method_config(config: dict, task: str, method: str) -> dict:
+    task_config(config, task)          # an unknown task is one line naming it, not a KeyError
     methods = all_methods(config, task)
     if method not in methods:
         raise UnknownNameError(f"method of task {task!r}", method, methods)
     return methods[method]
-
-
-def ablation_tables(config: dict) -> dict:
-    """The ablation tables whose task is enabled, or {} when ``run_ablations`` is false."""
-    if not config.get("run_ablations", True):
-        return {}
-    tables = (config.get("ablations") or {}).get("tables") or {}
-    on = set(enabled_tasks(config))
-    return {name: t for name, t in tables.items() if t["task"] in on}
-
-
-def ablation_dataset(config: dict, table: dict) -> str:
-    return table.get("dataset") or config["tasks"][table["task"]]["test_datasets"][0]
 
 
 def network_config(config: dict, name: str) -> dict:

@@ -19,17 +19,34 @@ and :meth:`Registry.get` imports and returns the object, checked on load::
 Registering a name twice is an error naming both targets (``replace=True`` overrides on purpose;
 item assignment ``REG[name] = "mod:attr"`` does the same, which is what ``monkeypatch.setitem``
 needs).  An unknown name raises :class:`dpir.errors.UnknownNameError` with close-match suggestions.
+
+A method kind or trainer entry also carries its config keys (``dpir.keys.factory(target, **keys)``:
+the ``keys`` metadata), so validation reads them without importing the factory.
+
+Packages add their own entries.  A baseline package's ``__init__.py`` (torch-free) exports one
+:class:`Entries` object, ``ENTRIES``, with its method kinds, architectures and trainers; the central
+registries (``dpir.methods.METHODS``, ``dpir.nets.ARCHS``, ``dpir.train.TRAINERS``) take those of every
+package in :data:`PACKAGES` -- one line per package -- through :func:`include`.  Two packages (or a
+package and the core) registering one name is a :class:`RegistryError` naming both.
 """
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dpir.errors import UnknownNameError
 
-__all__ = ["Entry", "Registry", "RegistryError"]
+__all__ = ["PACKAGES", "Entries", "Entry", "Registry", "RegistryError", "add_package", "include", "remove_package"]
+
+#: the packages whose ``ENTRIES`` the central registries include, one line each (a new baseline is its
+#: folder, one line here and its config entries)
+PACKAGES: tuple[str, ...] = (
+    "baselines.srdiff",
+    "baselines.indi",
+    "baselines.diffir",
+)
 
 
 class RegistryError(Exception):
@@ -52,6 +69,25 @@ class Entry:
         return self.target.split(":")[1]
 
 
+def _origin(entry: Entry) -> str:
+    package = entry.meta.get("package")
+    return f"{entry.target!r} (package {package})" if package else repr(entry.target)
+
+
+def _split(target: object, meta: dict) -> tuple[object, dict]:
+    """A :class:`dpir.keys.Factory` entry is its target plus ``keys`` metadata."""
+    from dpir.keys import Factory
+
+    if isinstance(target, Factory):
+        return target.target, {**meta, "keys": target.keys}
+    return target, meta
+
+
+def _import_target(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def _check_target(kind: str, name: str, target: object) -> str:
     if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
         raise RegistryError(f"{kind} {name!r}: target must be a 'package.module:attr' string, got {target!r}")
@@ -62,12 +98,14 @@ class Registry(Mapping):
     """Names of one ``kind`` ("method kind", "architecture", ...) -> lazy ``"module:attr"`` entries.
 
     ``callable_only``: the loaded object must be callable (a class or a factory).  ``returns``: a type
-    that :meth:`build` checks the factory's result against.  ``required_meta``: metadata keys every
-    entry must declare when registered (a metric preset's ``lower_better``, ``digits``).
+    (or a ``"module:attr"`` string naming one, imported on the first build, so that a torch type does
+    not import torch with the table) that :meth:`build` checks the factory's result against.
+    ``required_meta``: metadata keys every entry must declare when registered (a metric preset's
+    ``lower_better``, ``digits``; ``keys`` for method kinds and trainers).
     """
 
     def __init__(self, kind: str, entries: Mapping[str, str] | Iterable[tuple[str, str]] = (), *,
-                 callable_only: bool = True, returns: type | tuple[type, ...] | None = None,
+                 callable_only: bool = True, returns: type | str | tuple[type | str, ...] | None = None,
                  required_meta: tuple[str, ...] = ()):
         self.kind = kind
         self.callable_only = callable_only
@@ -80,18 +118,21 @@ class Registry(Mapping):
             self.register(name, target)
 
     # -- writing ----------------------------------------------------------------------------
-    def register(self, name: str, target: str, *, replace: bool = False, **meta) -> Entry:
-        """Add ``name`` -> ``target`` (with ``meta``); a second registration of ``name`` is an error
-        naming both targets unless ``replace``."""
+    def register(self, name: str, target, *, replace: bool = False, **meta) -> Entry:
+        """Add ``name`` -> ``target`` (a ``"module:attr"`` string or a :class:`dpir.keys.Factory`, with
+        ``meta``); a second registration of ``name`` is an error naming both unless ``replace``."""
+        target, meta = _split(target, meta)
         if not isinstance(name, str) or not name:
             raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r}")
         _check_target(self.kind, name, target)
         missing = [k for k in self.required_meta if k not in meta]
         if missing:
-            raise RegistryError(f"{self.kind} {name!r} ({target}) must declare {', '.join(missing)}")
+            how = " (register it as dpir.keys.factory(target, **keys))" if "keys" in missing else ""
+            raise RegistryError(f"{self.kind} {name!r} ({target}) must declare {', '.join(missing)}{how}")
         if name in self._entries and not replace:
-            raise RegistryError(f"{self.kind} {name!r} is registered twice: as {self._entries[name].target!r} and "
-                                f"as {target!r}; rename one, or pass replace=True to override on purpose")
+            new = Entry(name, target, dict(meta))
+            raise RegistryError(f"{self.kind} {name!r} is registered twice: as {_origin(self._entries[name])} and "
+                                f"as {_origin(new)}; rename one, or pass replace=True to override on purpose")
         entry = Entry(name, target, dict(meta))
         self._entries[name] = entry
         self._loaded.pop(name, None)
@@ -103,10 +144,11 @@ class Registry(Mapping):
         del self._entries[name]
         self._loaded.pop(name, None)
 
-    def __setitem__(self, name: str, target: str) -> None:
-        """Explicit override (``monkeypatch.setitem`` uses it): replaces the target, keeps the metadata."""
+    def __setitem__(self, name: str, target) -> None:
+        """Explicit override (``monkeypatch.setitem`` uses it): replaces the target, keeps the metadata
+        (a :class:`dpir.keys.Factory` brings its own ``keys``)."""
         old = self._entries.get(name)
-        meta = old.meta if old is not None else {}
+        target, meta = _split(target, dict(old.meta) if old is not None else {})
         if old is None:
             missing = [k for k in self.required_meta if k not in meta]
             if missing:
@@ -165,15 +207,33 @@ class Registry(Mapping):
         if self.callable_only and not callable(obj):
             raise RegistryError(f"{self.kind} {name!r}: {entry.target} is a {type(obj).__name__}, "
                                 f"not a class or factory")
+        if "keys" in entry.meta:
+            self._attach_keys(entry, obj)
         self._loaded[name] = obj
         return obj
+
+    def _attach_keys(self, entry: Entry, obj) -> None:
+        """The entry's declared keys go onto the factory (``dpir.keys.declared``), so build-time code
+        reads the registry's declaration; a factory that declares others itself is refused."""
+        from dpir.keys import ATTR, declared
+
+        own = declared(obj)
+        if own is None:
+            setattr(obj, ATTR, entry.meta["keys"])
+        elif own != entry.meta["keys"]:
+            raise RegistryError(f"{self.kind} {entry.name!r}: {entry.target} declares other config keys "
+                                f"(@config_keys: {sorted(own['properties'])}) than its registry entry "
+                                f"({sorted(entry.meta['keys']['properties'])}); declare them once, in the entry")
+
+    def _returns(self) -> tuple[type, ...]:
+        want = self.returns if isinstance(self.returns, tuple) else (self.returns,)
+        return tuple(_import_target(t) if isinstance(t, str) else t for t in want)
 
     def build(self, name: str, *args, **kwargs):
         """``load(name)(*args, **kwargs)``, checking the result against ``returns``."""
         obj = self.load(name)(*args, **kwargs)
-        if self.returns is not None and not isinstance(obj, self.returns):
-            want = (self.returns.__name__ if isinstance(self.returns, type)
-                    else " or ".join(t.__name__ for t in self.returns))
+        if self.returns is not None and not isinstance(obj, want_types := self._returns()):
+            want = " or ".join(t.__name__ for t in want_types)
             raise RegistryError(f"{self.kind} {name!r}: {self[name]} returned a {type(obj).__name__}, not a {want}")
         return obj
 
@@ -197,3 +257,84 @@ def resolve_in(table: Mapping[str, str] | Registry, kind: str, name: str) -> Any
         raise UnknownNameError(kind, name, table)
     module, attr = table[name].split(":")
     return getattr(importlib.import_module(module), attr)
+
+
+# ------------------------------------------------------------------------------------------------
+# packages that bring their own entries
+
+#: the section of :class:`Entries` -> the central registry it goes into
+SECTIONS = {"methods": "dpir.methods:METHODS", "archs": "dpir.nets:ARCHS", "trainers": "dpir.train:TRAINERS"}
+
+
+@dataclass(frozen=True)
+class Entries:
+    """What one package adds to the central registries, as torch-free data (its ``__init__.py``
+    exports it as ``ENTRIES``): method kinds and trainers as ``dpir.keys.factory(target, **keys)``,
+    architectures as ``"module:attr"`` strings.  A target may be relative to the package
+    (``".method:build"``)."""
+    methods: Mapping[str, Any] = field(default_factory=dict)
+    archs: Mapping[str, str] = field(default_factory=dict)
+    trainers: Mapping[str, Any] = field(default_factory=dict)
+
+
+def package_entries(package: str) -> Entries:
+    """The ``ENTRIES`` of ``package`` (imported; a package's ``__init__`` must not import torch)."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError as e:
+        if e.name and (package == e.name or package.startswith(e.name + ".")):
+            raise RegistryError(f"package {package!r} (dpir.registry.PACKAGES) does not exist") from e
+        raise
+    entries = getattr(module, "ENTRIES", None)
+    if not isinstance(entries, Entries):
+        raise RegistryError(f"package {package!r} must export ENTRIES = dpir.registry.Entries(methods=..., "
+                            f"archs=..., trainers=...) in its __init__.py, got {type(entries).__name__}")
+    return entries
+
+
+def include(registry: Registry, section: str, packages: Iterable[str] | None = None) -> list[str]:
+    """Register the ``section`` entries of ``packages`` (default: :data:`PACKAGES`) in ``registry``;
+    each entry records its ``package``.  Returns the names added."""
+    if section not in SECTIONS:
+        raise RegistryError(f"unknown Entries section {section!r} (known: {', '.join(SECTIONS)})")
+    added = []
+    for package in PACKAGES if packages is None else packages:
+        for name, target in getattr(package_entries(package), section).items():
+            registry.register(name, _absolute(target, package), package=package)
+            added.append(name)
+    return added
+
+
+def _absolute(target, package: str):
+    """A target relative to its package (``".method:build"``) made absolute, so that a baseline folder
+    can be copied under another name without editing its entries."""
+    from dpir.keys import Factory
+
+    t = target.target if isinstance(target, Factory) else target
+    if not (isinstance(t, str) and t.startswith(".")):
+        return target
+    t = package + t
+    return replace(target, target=t) if isinstance(target, Factory) else t
+
+
+def add_package(package: str) -> dict[str, list[str]]:
+    """What one more line in :data:`PACKAGES` does, at run time: include ``package``'s entries in all
+    central registries.  Returns section -> names added."""
+    entries = package_entries(package)   # fails before anything is registered
+    for section, where in SECTIONS.items():
+        reg = _import_target(where)
+        for name, target in getattr(entries, section).items():
+            if name in reg:
+                target = _absolute(target, package)
+                target = getattr(target, "target", target)
+                raise RegistryError(f"{reg.kind} {name!r} is registered twice: as {_origin(reg.entry(name))} and "
+                                    f"as {target!r} (package {package}); rename one")
+    return {section: include(_import_target(where), section, (package,)) for section, where in SECTIONS.items()}
+
+
+def remove_package(package: str) -> None:
+    """Undo :func:`add_package` (tests): unregister every entry that ``package`` registered."""
+    for where in SECTIONS.values():
+        reg = _import_target(where)
+        for name in [n for n in reg if reg.meta(n).get("package") == package]:
+            reg.unregister(name)

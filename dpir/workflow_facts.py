@@ -14,7 +14,12 @@ torch), so that the Snakefile, :mod:`dpir.report` and ``scripts/`` can ask witho
 method or network code (``tests/test_import_rules.py``).  :mod:`dpir.methods` re-exports some names.
 tests/test_workflow_facts.py checks the facts on the shipped configs and against the dry run's jobs.
 
-This module must not import torch, numpy or anything under ``dpir`` that does.
+It also holds the config's selectors of what is switched on (:func:`enabled_tasks`,
+:func:`ablation_tables`, :func:`ablation_methods`, :func:`all_methods`, :func:`ablation_dataset`),
+once: :mod:`dpir.config` re-exports them.
+
+This module imports the standard library only (``tests/test_import_rules.py``): no torch, numpy or
+anything under ``dpir``.
 """
 from __future__ import annotations
 
@@ -99,34 +104,41 @@ def training_chain(config: dict, names, skip=()) -> list[str]:
 # ------------------------------------------------------------------------------------------------
 # what the workflow runs (enabled tasks, ablation tables)
 
-# The config's selectors of what is switched on.  dpir.config has the same (enabled_tasks,
-# ablation_tables, all_methods, ablation_dataset) and imports this module, so they are repeated here
-# in the standard library only (tests/test_import_rules.py); tests/test_workflow_facts.py checks both
-# agree on the shipped configs.
+# The config's selectors of what is switched on, defined here once (dpir.config re-exports them).
 
-def _enabled_tasks(config: dict) -> list[str]:
+def enabled_tasks(config: dict) -> list[str]:
+    """The tasks the workflow runs: ``enabled_tasks``, else every task."""
     return list(config.get("enabled_tasks") or config["tasks"])
 
 
-def _ablation_tables(config: dict) -> dict:
+def ablation_tables(config: dict) -> dict:
+    """The ablation tables whose task is enabled, or {} when ``run_ablations`` is false."""
     if not config.get("run_ablations", True):
         return {}
-    on = set(_enabled_tasks(config))
-    return {n: t for n, t in ((config.get("ablations") or {}).get("tables") or {}).items() if t["task"] in on}
+    tables = (config.get("ablations") or {}).get("tables") or {}
+    on = set(enabled_tasks(config))
+    return {name: t for name, t in tables.items() if t["task"] in on}
 
 
-def _all_methods(config: dict, task: str) -> dict:
-    abl = ((config.get("ablations") or {}).get("methods") or {}).get(task) or {}
-    return {**config["tasks"][task]["methods"], **abl}
+def ablation_methods(config: dict, task: str) -> dict:
+    """Methods restored only for the ablation tables (``ablations.methods.<task>``)."""
+    return ((config.get("ablations") or {}).get("methods") or {}).get(task) or {}
 
 
-def _ablation_dataset(config: dict, spec: dict) -> str:
-    return spec.get("dataset") or config["tasks"][spec["task"]]["test_datasets"][0]
+def all_methods(config: dict, task: str) -> dict:
+    """The task's table methods followed by its ablation-only methods (names never collide: checked).
+    A task of a validated config (``dpir.config.method_config`` names an unknown one in one line)."""
+    return {**config["tasks"][task]["methods"], **ablation_methods(config, task)}
+
+
+def ablation_dataset(config: dict, table: dict) -> str:
+    """The dataset an ablation table reads: its ``dataset``, else its task's first test dataset."""
+    return table.get("dataset") or config["tasks"][table["task"]]["test_datasets"][0]
 
 
 def method_of(config: dict, task: str, method: str) -> dict:
     """A method's config entry: a table method of the task or an ablation-only one."""
-    return _all_methods(config, task)[method]
+    return all_methods(config, task)[method]
 
 
 def shards_of(config: dict, task: str, method: str) -> int:
@@ -137,7 +149,7 @@ def shards_of(config: dict, task: str, method: str) -> int:
 def runs(config: dict) -> list[tuple[str, str, str, int]]:
     """Every (task, dataset, method, seed) the report's tables need."""
     out = []
-    for task in _enabled_tasks(config):
+    for task in enabled_tasks(config):
         tcfg = config["tasks"][task]
         for ds in tcfg["test_datasets"]:
             for method, mcfg in tcfg["methods"].items():
@@ -148,12 +160,12 @@ def runs(config: dict) -> list[tuple[str, str, str, int]]:
 def ablation_runs(config: dict) -> list[tuple[str, str, str, int]]:
     """Every (task, dataset, method, seed) the ablation tables read (some are main-table runs too)."""
     out: list = []
-    for spec in _ablation_tables(config).values():
+    for spec in ablation_tables(config).values():
         if spec["kind"] not in ("rows", "tau_sweep", "flops"):
             continue
         task = spec["task"]
-        ds = _ablation_dataset(config, spec)
-        methods = _all_methods(config, task)
+        ds = ablation_dataset(config, spec)
+        methods = all_methods(config, task)
         for method in spec["rows"]:
             out += [k for s in seeds_of(methods[method], config["tasks"][task]) if (k := (task, ds, method, s)) not in out]
     return out
@@ -168,8 +180,10 @@ def all_runs(config: dict) -> list[tuple[str, str, str, int]]:
 
 def tflops_tasks(config: dict) -> list[str]:
     """Tasks whose TFLOPs table is computed: enabled non-burst tasks (report) and flops ablations' tasks."""
-    tasks = [t for t in _enabled_tasks(config) if config["tasks"][t]["kind"] != "burst"]
-    tasks += [s["task"] for s in _ablation_tables(config).values() if s["kind"] == "flops"]
+    from dpir.tasks import task_kind
+
+    tasks = [t for t in enabled_tasks(config) if task_kind(config["tasks"][t]).image_input]
+    tasks += [s["task"] for s in ablation_tables(config).values() if s["kind"] == "flops"]
     return list(dict.fromkeys(tasks))
 
 
@@ -180,8 +194,8 @@ def tflops_networks(config: dict, task: str) -> list[str]:
 
 def training_cost_networks(config: dict) -> list[str]:
     """Networks whose training logs the training-cost ablation tables read."""
-    return sorted({n for spec in _ablation_tables(config).values() if spec["kind"] == "training_cost"
-                   for m in spec["rows"] for n in networks_of(_all_methods(config, spec["task"])[m])})
+    return sorted({n for spec in ablation_tables(config).values() if spec["kind"] == "training_cost"
+                   for m in spec["rows"] for n in networks_of(all_methods(config, spec["task"])[m])})
 
 
 def needed_networks(config: dict) -> list[str]:

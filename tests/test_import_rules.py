@@ -112,8 +112,9 @@ def test_checker_sees_lazy_and_relative_imports(tmp_path):
 
 def test_workflow_facts_is_torch_free():
     """dpir.workflow_facts is what the Snakefile, the report and scripts/ ask about method configs:
-    it imports nothing but the standard library."""
+    it imports nothing but the standard library and the torch-free task kinds (dpir.tasks, whose
+    torch-freeness tests/test_task_kinds.py checks in a fresh interpreter)."""
     path = ROOT / "dpir" / "workflow_facts.py"
     names = {name for _, name in imported_names(path)}
-    assert names <= {"__future__", "__future__.annotations"}, names
+    assert names <= {"__future__", "__future__.annotations", "dpir.tasks", "dpir.tasks.task_kind"}, names
 

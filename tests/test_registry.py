@@ -114,15 +114,134 @@ def test_project_tables_are_registries_of_module_attr_strings():
 
 
 def test_declarations_have_no_duplicate_names():
-    """A dict literal drops a repeated key silently: check the declarations' source."""
-    for rel in ("dpir/methods/__init__.py", "dpir/nets/__init__.py", "dpir/train/__init__.py"):
+    """A dict literal drops a repeated key silently: check the declarations' source (the central tables
+    and every package's ENTRIES)."""
+    from dpir.registry import PACKAGES
+
+    files = ["dpir/methods/__init__.py", "dpir/nets/__init__.py", "dpir/train/__init__.py",
+             *(p.replace(".", "/") + "/__init__.py" for p in PACKAGES)]
+    checked = 0
+    for rel in files:
         tree = ast.parse((ROOT / rel).read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "Registry":
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("Registry", "Entries"):
                 for kw in node.keywords:
-                    if kw.arg == "entries" and isinstance(kw.value, ast.Dict):
+                    if kw.arg in ("entries", "methods", "archs", "trainers") and isinstance(kw.value, ast.Dict):
                         keys = [k.value for k in kw.value.keys]
                         assert len(keys) == len(set(keys)), (rel, sorted(k for k in keys if keys.count(k) > 1))
+                        checked += 1
+    assert checked == 3 + 3 * len(PACKAGES)   # 3 central tables; methods, archs, trainers of each package
+
+
+# --- packages that bring their own entries -----------------------------------------------------
+
+def test_baseline_entries_come_from_their_packages():
+    """Each baseline's names are registered from its own package, listed once in PACKAGES, with the
+    same targets as the central tables had."""
+    from dpir.methods import METHODS
+    from dpir.nets import ARCHS
+    from dpir.registry import PACKAGES
+    from dpir.train import TRAINERS
+
+    assert PACKAGES == ("baselines.srdiff", "baselines.indi", "baselines.diffir")
+    by_package = {(t.kind, n): t.meta(n).get("package") for t in (METHODS, ARCHS, TRAINERS) for n in t}
+    assert {k: v for k, v in by_package.items() if v} == {
+        ("method kind", "srdiff"): "baselines.srdiff", ("method kind", "indi"): "baselines.indi",
+        ("method kind", "diffir"): "baselines.diffir",
+        ("architecture", "srdiff"): "baselines.srdiff", ("architecture", "srdiff_rrdb"): "baselines.srdiff",
+        ("architecture", "indi"): "baselines.indi", ("architecture", "diffir_s1"): "baselines.diffir",
+        ("architecture", "diffir_s2"): "baselines.diffir",
+        ("trainer", "srdiff_rrdb"): "baselines.srdiff", ("trainer", "srdiff"): "baselines.srdiff",
+        ("trainer", "indi"): "baselines.indi", ("trainer", "diffir_s1"): "baselines.diffir",
+        ("trainer", "diffir_s2"): "baselines.diffir"}
+    assert METHODS["srdiff"] == "baselines.srdiff.method:build" and TRAINERS["diffir_s2"] == "baselines.diffir.train:build_s2"
+    assert ARCHS["indi"] == "baselines.indi.nets:InDINet"
+    # every non-baseline entry is the core's own, in dpir/
+    assert all(t[n].startswith("dpir.") for t in (METHODS, ARCHS, TRAINERS) for n in t if not t.meta(n).get("package"))
+
+
+@pytest.fixture
+def two_packages(monkeypatch):
+    """Two fake torch-free packages that both register method kind 'clash'."""
+    from dpir.keys import factory
+    from dpir.registry import Entries
+
+    for name in ("_dpir_pkg_a", "_dpir_pkg_b"):
+        mod = types.ModuleType(name)
+        mod.ENTRIES = Entries(methods={"clash": factory(f"{name}.method:build")}, archs={f"{name}_net": ".nets:Net"})
+        monkeypatch.setitem(sys.modules, name, mod)
+    bad = types.ModuleType("_dpir_pkg_no_entries")
+    monkeypatch.setitem(sys.modules, bad.__name__, bad)
+
+
+def test_two_packages_registering_one_name_is_an_error_naming_both(two_packages):
+    from dpir.registry import include
+
+    reg = Registry("method kind", required_meta=("keys",))
+    with pytest.raises(RegistryError, match=r"method kind 'clash' is registered twice: as '_dpir_pkg_a.method:build' "
+                                            r"\(package _dpir_pkg_a\) and as '_dpir_pkg_b.method:build' \(package _dpir_pkg_b\)"):
+        include(reg, "methods", ("_dpir_pkg_a", "_dpir_pkg_b"))
+    archs = Registry("architecture")
+    assert include(archs, "archs", ("_dpir_pkg_a",)) == ["_dpir_pkg_a_net"]
+    assert archs["_dpir_pkg_a_net"] == "_dpir_pkg_a.nets:Net"      # a relative target is the package's
+    with pytest.raises(RegistryError, match=r"package '_dpir_pkg_no_entries' must export ENTRIES"):
+        include(reg, "methods", ("_dpir_pkg_no_entries",))
+    with pytest.raises(RegistryError, match=r"package '_dpir_no_such_pkg_xyz' \(dpir.registry.PACKAGES\) does not exist"):
+        include(reg, "methods", ("_dpir_no_such_pkg_xyz",))
+
+
+def test_add_package_clashing_with_a_builtin_registers_nothing(monkeypatch):
+    from dpir.keys import factory
+    from dpir.methods import METHODS
+    from dpir.nets import ARCHS
+    from dpir.registry import Entries, add_package
+
+    mod = types.ModuleType("_dpir_pkg_clash")
+    mod.ENTRIES = Entries(archs={"_dpir_pkg_clash_net": ".nets:Net"}, methods={"indi": factory(".method:build")})
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    before = (dict(METHODS.items()), dict(ARCHS.items()))
+    with pytest.raises(RegistryError, match=r"method kind 'indi' is registered twice: as 'baselines.indi.method:build' "
+                                            r"\(package baselines.indi\) and as '_dpir_pkg_clash.method:build' \(package _dpir_pkg_clash\)"):
+        add_package(mod.__name__)
+    assert (dict(METHODS.items()), dict(ARCHS.items())) == before
+
+
+def test_method_and_trainer_entries_must_declare_keys_and_agree_with_a_decorator(fake_module):
+    from dpir.keys import config_keys, declared, factory
+
+    reg = Registry("method kind", required_meta=("keys",))
+    with pytest.raises(RegistryError, match=r"method kind 'x' \(a.b:c\) must declare keys \(register it as "
+                                            r"dpir.keys.factory\(target, \*\*keys\)\)"):
+        reg.register("x", "a.b:c")
+    fake_module.plain = lambda cfg, ctx: None
+    fake_module.decorated = config_keys(steps={"type": "integer"})(lambda cfg, ctx: None)
+    reg.register("plain", factory("_dpir_registry_test_mod:plain", required=("steps",), steps={"type": "integer"}))
+    reg.register("same", factory("_dpir_registry_test_mod:decorated", steps={"type": "integer"}))
+    reg.register("other", factory("_dpir_registry_test_mod:decorated", stepz={"type": "integer"}))
+    # the entry's declaration goes onto the loaded factory: one source for validation and build time
+    assert declared(reg.load("plain")) == {"properties": {"steps": {"type": "integer"}}, "required": ["steps"]}
+    assert reg.load("same") is fake_module.decorated
+    with pytest.raises(RegistryError, match=r"declares other config keys \(@config_keys: \['steps'\]\) than its "
+                                            r"registry entry \(\['stepz'\]\)"):
+        reg.load("other")
+    with pytest.raises(TypeError, match="required keys"):
+        factory("a.b:c", required=("network",))
+
+
+def test_project_tables_import_no_torch_and_check_returns_lazily(fake_module):
+    """The central tables are torch-free data (their ``returns`` type is a "module:attr" string)."""
+    code = ("import sys; from dpir.methods import METHODS; from dpir.nets import ARCHS; from dpir.train import TRAINERS; "
+            "assert len(METHODS) == 7 and len(ARCHS) == 16 and len(TRAINERS) == 8, (len(METHODS), len(ARCHS), len(TRAINERS)); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    import subprocess
+
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+    reg = Registry("architecture", returns="torch.nn:Module", entries={
+        "net": "_dpir_registry_test_mod:Net", "str": "_dpir_registry_test_mod:not_a_net"})
+    assert isinstance(reg.build("net"), nn.Module)
+    with pytest.raises(RegistryError, match=r"returned a str, not a Module"):
+        reg.build("str")
 
 
 def test_existing_call_sites_keep_working():

@@ -7,3 +7,20 @@
 - :mod:`.method`: the restore contract (``build``)
 - :mod:`.checkpoint`: loading the official BasicSR checkpoints (``load_official``)
 """
+
+from __future__ import annotations
+
+from dpir.keys import NETWORK, factory
+from dpir.registry import Entries
+
+#: what DiffIR adds to the central registries (torch-free; listed in dpir.registry.PACKAGES)
+ENTRIES = Entries(
+    methods={"diffir": factory("baselines.diffir.method:build", network=NETWORK,
+                               official={"type": "string", "minLength": 1}, kwargs={"type": "object"})},
+    archs={"diffir_s1": "baselines.diffir.nets:DiffIRS1", "diffir_s2": "baselines.diffir.nets:DiffIRS2"},
+    trainers={"diffir_s1": factory("baselines.diffir.train:build_s1", gan={"type": "boolean"}),
+              "diffir_s2": factory("baselines.diffir.train:build_s2", required=("teacher",), teacher=NETWORK,
+                                   kd_weight={"type": "number", "minimum": 0}, kd_kl={"type": "boolean"},
+                                   kd_temperature={"type": "number", "exclusiveMinimum": 0},
+                                   encoder_steps={"type": "integer", "minimum": 0}, gan={"type": "boolean"})},
+)

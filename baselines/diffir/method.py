@@ -23,7 +23,6 @@ from torch import nn
 
 from dpir.checkpoint import load_network
 from dpir.errors import DpirError
-from dpir.keys import NETWORK, config_keys
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators, randn
 
@@ -70,7 +69,6 @@ class DiffIR(Method):
         return ["transformer"]
 
 
-@config_keys(network=NETWORK, official={"type": "string", "minLength": 1}, kwargs={"type": "object"})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DiffIR:
     if "official" in method_cfg:
         from .checkpoint import load_official

@@ -15,7 +15,6 @@ from baselines.common.blocks import bicubic_up, lr_multiple, pad_to_multiple
 from baselines.indi.nets import InDINet
 from baselines.indi.sampler import indi_sample
 from dpir.errors import DpirError
-from dpir.keys import NETWORK, config_keys
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
 
@@ -55,7 +54,6 @@ class InDI(Method):
         return ["net"]
 
 
-@config_keys(required=("network",), network=NETWORK, steps={"type": "integer", "minimum": 1}, eps={"type": ["number", "null"]})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> InDI:
     """``{network: <trained 'indi' network>, steps: 10, eps: <default: the network's training eps>}``."""
     from dpir.checkpoint import load_network

@@ -18,7 +18,6 @@ from baselines.srdiff.nets import SRDiffNet
 from baselines.srdiff.sampler import from_residual, sample
 from dpir.diffusion import cosine_schedule
 from dpir.errors import DpirError
-from dpir.keys import NETWORK, config_keys
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators
 
@@ -64,7 +63,6 @@ class SRDiff(Method):
     # trained_modules: both (the RRDB is pre-trained by SRDiff's own first stage), the base default
 
 
-@config_keys(network=NETWORK, official={"type": "string", "minLength": 1})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> SRDiff:
     """``{network: <name of a trained 'srdiff' network>}`` or ``{official: <path to a released .ckpt>}``."""
     if "official" in method_cfg:

@@ -27,7 +27,6 @@ from dpir.diffusion.schedule import Schedule, linear_schedule
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext, Method
 from dpir.rng import Generators, randn
-from dpir.keys import NETWORK, config_keys
 
 Mode = Literal["jump", "full", "sdedit"]
 MODES = ("jump", "full", "sdedit")
@@ -156,11 +155,6 @@ def _get(cfg: dict[str, Any], key: str, kind, default=...):
     return value
 
 
-@config_keys(required=("ir", "denoiser", "fusion"), ir=NETWORK, denoiser=NETWORK, fusion=NETWORK,
-             tau={"type": "integer", "minimum": 1}, ddim_stride={"type": ["integer", "null"], "minimum": 1}, mode={"enum": list(MODES)},
-             T={"type": "integer", "minimum": 1}, beta_start={"type": "number", "exclusiveMinimum": 0}, beta_end={"type": "number", "exclusiveMinimum": 0}, variance={"enum": ["beta", "posterior"]},
-             eta={"type": "number", "minimum": 0}, clip_x0={"type": "boolean"},
-             pad_multiple={"type": "integer", "minimum": 1})
 def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DPIR:
     """Factory: ``ir``, ``denoiser``, ``fusion`` (network names of the config), ``tau``, ``ddim_stride``
     (optional), ``mode`` (jump | full | sdedit, default jump), ``T`` (1000), ``beta_start`` (1e-4),

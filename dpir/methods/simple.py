@@ -8,7 +8,6 @@ from torch import nn
 from dpir.checkpoint import load_network
 from dpir.data.degrade import bicubic_resize
 from dpir.methods.base import BuildContext, Method
-from dpir.keys import NETWORK, config_keys
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -39,7 +38,9 @@ def default_pad_multiple(net: nn.Module, task: dict) -> int:
     on images smaller than a window, so they get whole windows first.  Burst networks pad their own
     features, but BSRT's pyramid halves the frames, so its packed RGGB frames (each pixel a whole
     quad, replicated by the padding) are made even; both are no-ops where the size already fits."""
-    if task.get("kind") == "burst":
+    from dpir.tasks import task_kind
+
+    if not task_kind(task).image_input:     # packed RGGB frames
         return 2
     return max(1, int(getattr(net, "window_size", 1) or 1))
 
@@ -106,12 +107,10 @@ class Backbone(Method):
         return ["ir"]
 
 
-@config_keys()
 def bicubic(cfg: dict, ctx: BuildContext) -> Method:
     return Bicubic(ctx.task.get("scale", 1))
 
 
-@config_keys(required=("network",), network=NETWORK, pad_multiple={"type": "integer", "minimum": 1})
 def backbone(cfg: dict, ctx: BuildContext) -> Method:
     net = load_network(ctx.checkpoint(cfg["network"]), ctx.device)
     from dpir.tasks import output_scale

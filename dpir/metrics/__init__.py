@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from dpir.errors import DpirError
-from dpir.metrics.base import Metric
 from dpir.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+
+    from dpir.metrics.base import Metric
 
 __all__ = [
     "METRICS",
@@ -47,7 +50,7 @@ PERCEPTUAL_AXES = ("lpips_alex", "topiq_delta", OFFLINE_PERCEPTUAL)
 #: digits shown for a metric name that is not a registered preset (e.g. in copied published scores)
 DEFAULT_DIGITS = 4
 
-METRICS = Registry("metric", returns=Metric, required_meta=("lower_better", "digits"))
+METRICS = Registry("metric", returns="dpir.metrics.base:Metric", required_meta=("lower_better", "digits"))
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def unit_of(name: str) -> str:
     return preset_info(name).unit if name in METRICS else ""
 
 
-def get_metric(name: str, **options) -> Metric:
+def get_metric(name: str, **options) -> "Metric":
     """Build the preset ``name`` with its ``options``; unknown names and options are user errors."""
     info = preset_info(name)
     factory = METRICS.load(name)
@@ -136,6 +139,15 @@ def get_metric(name: str, **options) -> Metric:
     return m
 
 
-def evaluate(metrics: list[Metric], out: torch.Tensor, ref: torch.Tensor | None) -> dict[str, torch.Tensor]:
+def evaluate(metrics: list["Metric"], out: "torch.Tensor", ref: "torch.Tensor | None") -> "dict[str, torch.Tensor]":
     """Scores (B,) of every metric, by name (no-reference metrics ignore ``ref``)."""
     return {m.name: m(out, ref) for m in metrics}
+
+
+def __getattr__(name: str):
+    # Metric (and with it torch) loads on first use, so that config validation stays torch-free
+    if name == "Metric":
+        from dpir.metrics.base import Metric
+
+        return Metric
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,18 +2,22 @@
 
 ``ARCHS`` (a :class:`dpir.registry.Registry`) maps an architecture name to ``"module:callable"``;
 the callable takes the keyword arguments stored in the config (and in each checkpoint's JSON) and
-returns an ``nn.Module``.  Imports are lazy so that ``dpir --help`` stays fast.
+returns an ``nn.Module``.  Imports are lazy so that ``dpir --help`` stays fast and the table itself is
+torch-free (the config check and the Snakefile read it).  The baselines' architectures come from their
+packages' ``ENTRIES`` (:data:`dpir.registry.PACKAGES`).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dpir.errors import DpirError
-from dpir.registry import Registry, resolve_in
+from dpir.registry import Registry, include, resolve_in
 
-ARCHS = Registry("architecture", returns=nn.Module, entries={
+if TYPE_CHECKING:
+    from torch import nn
+
+ARCHS = Registry("architecture", returns="torch.nn:Module", entries={
     # foreign architectures through spandrel adapters
     "swinir": "dpir.nets.adapters:swinir",
     "rrdb": "dpir.nets.adapters:rrdb",
@@ -28,13 +32,8 @@ ARCHS = Registry("architecture", returns=nn.Module, entries={
     "fusion_unet": "dpir.nets.fusion_variants:FusionUNet",
     # burst backbone (BSRT family, deformable alignment)
     "bsrt": "dpir.nets.burst:BSRT",
-    # baselines
-    "srdiff": "baselines.srdiff.nets:SRDiffNet",
-    "srdiff_rrdb": "baselines.srdiff.nets:RRDBNet",
-    "indi": "baselines.indi.nets:InDINet",
-    "diffir_s1": "baselines.diffir.nets:DiffIRS1",
-    "diffir_s2": "baselines.diffir.nets:DiffIRS2",
 })
+include(ARCHS, "archs")
 
 
 def resolve(table: Mapping[str, str], kind: str, name: str):
@@ -44,6 +43,8 @@ def resolve(table: Mapping[str, str], kind: str, name: str):
 
 
 def build_network(arch: str, **kwargs) -> nn.Module:
+    from torch import nn
+
     ctor = resolve(ARCHS, "architecture", arch)
     try:
         net = ctor(**kwargs)

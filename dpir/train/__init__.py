@@ -1,16 +1,22 @@
-"""Training: the generic loop (:mod:`dpir.train.loop`) and the trainers, by name."""
+"""Training: the generic loop (:mod:`dpir.train.loop`) and the trainers, by name.
+
+Each trainer entry declares the keys of the ``train:`` section it reads (:func:`dpir.keys.factory`;
+the generic loop's own keys are the schema's ``$defs.train``); the baselines' trainers come from their
+packages' ``ENTRIES`` (:data:`dpir.registry.PACKAGES`).  Torch-free: the config check reads the table.
+"""
 from __future__ import annotations
 
-from dpir.registry import Registry
+from dpir.keys import NETWORK, factory
+from dpir.registry import Registry, include
+
+_POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 
 #: trainer name -> ``"module:factory"``; the factory builds a :class:`dpir.train.base.TrainSpec`
-TRAINERS = Registry("trainer", entries={
-    "ir": "dpir.train.trainers:ir",
-    "denoiser": "dpir.train.dpir_trainers:denoiser",
-    "fusion": "dpir.train.dpir_trainers:fusion",
-    "srdiff_rrdb": "baselines.srdiff.train:rrdb",
-    "srdiff": "baselines.srdiff.train:srdiff",
-    "indi": "baselines.indi.train:indi",
-    "diffir_s1": "baselines.diffir.train:build_s1",
-    "diffir_s2": "baselines.diffir.train:build_s2",
+TRAINERS = Registry("trainer", required_meta=("keys",), entries={
+    "ir": factory("dpir.train.trainers:ir", loss={"enum": ["l1", "l2", "mse"]}),
+    "denoiser": factory("dpir.train.dpir_trainers:denoiser", sigma_max=_POSITIVE),
+    "fusion": factory("dpir.train.dpir_trainers:fusion", required=("ir", "denoiser", "tau"), ir=NETWORK,
+                      denoiser=NETWORK, tau={"type": "integer", "minimum": 1}, T={"type": "integer", "minimum": 1},
+                      beta_start=_POSITIVE, beta_end=_POSITIVE),
 })
+include(TRAINERS, "trainers")

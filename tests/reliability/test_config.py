@@ -137,16 +137,23 @@ def test_unknown_names_are_caught_by_validate_with_a_suggestion(tmp_path, capsys
 
 
 def test_every_registered_kind_and_trainer_declares_its_keys():
-    """Attempt: list the registries.  Expected: every method kind and trainer factory declares its config
-    keys (a new kind without a declaration cannot slip past validation)."""
+    """Attempt: list the registries.  Expected: every method kind and trainer entry declares its config
+    keys as data (a new kind without a declaration cannot be registered), and the loaded factory carries
+    that same declaration (one source for `dpir validate` and build time)."""
     from dpir.keys import declared
     from dpir.methods import METHODS
     from dpir.nets import resolve
+    from dpir.registry import Registry, RegistryError
     from dpir.train import TRAINERS
 
     for table, what in ((METHODS, "method kind"), (TRAINERS, "trainer")):
+        assert table.required_meta == ("keys",)
         for name in table:
-            assert declared(resolve(table, what, name)) is not None, name
+            decl = table.meta(name)["keys"]
+            assert set(decl) == {"properties", "required"} and set(decl["required"]) <= set(decl["properties"])
+            assert declared(resolve(table, what, name)) == decl, name
+    with pytest.raises(RegistryError, match="must declare keys"):
+        Registry("trainer", required_meta=("keys",)).register("undeclared", "pkg.mod:train")
 
 
 # --- config files and --set values --------------------------------------------------------------
