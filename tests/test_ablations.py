@@ -1,4 +1,4 @@
-"""Ablation tables (dpir.report.ablations) from synthetic results files: exact cells, verdicts, plots,
+"""Ablation tables (dpir.report.ablations and the modules it uses) from synthetic results files: exact cells, verdicts, plots,
 and the config checks of the `ablations` section."""
 import json
 import statistics
@@ -7,7 +7,10 @@ import pytest
 
 from dpir.config import ablation_tables, all_methods, method_config
 from dpir.errors import DpirError
+from dpir.report import ablation_cost as C
+from dpir.report import ablation_rows as R
 from dpir.report import ablations as A
+from dpir.report import stats as S
 from helpers import base_config
 
 
@@ -74,30 +77,30 @@ def test_config_errors_name_the_key(tmp_path):
 
 def test_difference_verdicts():
     # a = 30.0 ± 0.1, b = 29.0 ± 0.1 -> diff 1.0 > 2 sqrt(0.02) = 0.283: beyond seed noise
-    line = A.difference_verdict("A", (30.0, 0.1, 2), "B", (29.0, 0.1, 2), "psnr_y", False, "better", "A wins", 2)
+    line = S.difference_verdict("A", (30.0, 0.1, 2), "B", (29.0, 0.1, 2), "psnr_y", False, "better", "A wins", 2)
     assert line == ("- Paper: A wins. Ours: A vs B: psnr_y 30.00 vs 29.00 (Δ +1.00, seed noise ±0.28) → **agrees**.")
-    assert "**disagrees**" in A.difference_verdict("A", (29.0, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
-    assert "within seed noise" in A.difference_verdict("A", (29.9, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
-    assert "**inconclusive — no difference at this precision**" in A.difference_verdict(
+    assert "**disagrees**" in S.difference_verdict("A", (29.0, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
+    assert "within seed noise" in S.difference_verdict("A", (29.9, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
+    assert "**inconclusive — no difference at this precision**" in S.difference_verdict(
         "A", (30.0001, 0.0, 1), "B", (30.0, 0.0, 1), "p", False, "better", "x", 2)
     # lower-is-better metrics: a smaller LPIPS is "better", so "worse" wants a larger one
-    assert "**agrees**" in A.difference_verdict("U", (0.4, 0.0, 1), "M", (0.3, 0.0, 1), "lpips", True, "worse", "x")
+    assert "**agrees**" in S.difference_verdict("U", (0.4, 0.0, 1), "M", (0.3, 0.0, 1), "lpips", True, "worse", "x")
     # close: only a loss beyond noise disagrees; an improvement never does
-    assert "**agrees — no loss" in A.difference_verdict("J", (31.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
-    assert "**disagrees — a loss" in A.difference_verdict("J", (27.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
+    assert "**agrees — no loss" in S.difference_verdict("J", (31.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
+    assert "**disagrees — a loss" in S.difference_verdict("J", (27.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
 
 
 def test_spearman_and_trend():
-    assert A.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert A.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert A.spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(0.8660254, abs=1e-6)  # ties get average ranks
+    assert S.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert S.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert S.spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(0.8660254, abs=1e-6)  # ties get average ranks
     # PSNR falling with tau = quality decreasing: agrees with a "decreasing" statement
-    assert "**agrees (monotone)**" in A.trend_verdict([5, 10, 20], [30.0, 29.0, 28.0], "psnr_y", False, "decreasing", "p")
+    assert "**agrees (monotone)**" in S.trend_verdict([5, 10, 20], [30.0, 29.0, 28.0], "psnr_y", False, "decreasing", "p")
     # LPIPS falling with tau = perceptual quality increasing
-    assert "**agrees (monotone)**" in A.trend_verdict([5, 10, 20], [0.3, 0.2, 0.1], "lpips", True, "increasing", "p")
-    assert "**disagrees**" in A.trend_verdict([5, 10, 20], [0.1, 0.2, 0.3], "lpips", True, "increasing", "p")
+    assert "**agrees (monotone)**" in S.trend_verdict([5, 10, 20], [0.3, 0.2, 0.1], "lpips", True, "increasing", "p")
+    assert "**disagrees**" in S.trend_verdict([5, 10, 20], [0.1, 0.2, 0.3], "lpips", True, "increasing", "p")
     # a sweep that moves less than seed noise is no evidence either way
-    line = A.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", [0.001, 0.002, 0.0])
+    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", [0.001, 0.002, 0.0])
     assert "spans 0.003, within seed noise ±0.004 → **inconclusive" in line
 
 
@@ -113,7 +116,7 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
         write(out, record("t6_tau25", s, [p1, p2], [0.3, 0.3], images=ab))
         write(out, record("t8_sdedit25", s, [p1 - 1, p2 - 1], [0.25, 0.25], images=ab))
     spec = cfg["ablations"]["tables"]["t8_acceleration"]
-    table, verdicts, info = A.rows_table(cfg, "t8_acceleration", spec)
+    table, verdicts, info = R.rows_table(cfg, "t8_acceleration", spec)
     assert info["images"] == ["a", "b"]  # image c of dpir_jump is left out; dpir_full is partial
     row = {r["method"]: r for r in table.numeric}
     # dpir_jump per-seed means over a, b: 31 and 32 -> 31.5 ± 0.707
@@ -135,7 +138,7 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
 def test_rows_table_missing_scores_names_the_rows(cfg, tmp_path):
     cfg["out"] = str(tmp_path / "empty")
     with pytest.raises(DpirError, match=r"no scores for dpir_jump_ddim, t4_udp_swinir.*snakemake --cores all ablations"):
-        A.rows_table(cfg, "t4_modularity", cfg["ablations"]["tables"]["t4_modularity"])
+        R.rows_table(cfg, "t4_modularity", cfg["ablations"]["tables"]["t4_modularity"])
 
 
 def test_tau_sweep_renders_table_plot_and_trend(cfg, tmp_path):
@@ -173,7 +176,7 @@ def test_training_cost_reads_train_logs(cfg, tmp_path):
     log("indi", 400_000, 300, 8, 6, 80.0)
     log("diffir_s1", 500_000, 300, 8, 6, 60.0)
     log("diffir_s2", 600_000, 300, 8, 6, 70.0)
-    table, verdicts = A.training_cost_table(cfg, "t7", cfg["ablations"]["tables"]["t7_training"])
+    table, verdicts = C.training_cost_table(cfg, "t7", cfg["ablations"]["tables"]["t7_training"])
     row = {r["method"]: r for r in table.numeric}
     # DP-IR: only the fusion net is trained for the task; the denoiser and IR net are reused
     assert row["dpir_jump_ddim"]["params_trained"] == 150_000 and row["dpir_jump_ddim"]["samples"] == 1200
@@ -193,7 +196,7 @@ def test_flops_table_ratios(cfg, tmp_path):
                                ("srdiff", 101, 0.5, 0.2), ("indi", 11, 0.3, 0.0), ("diffir", 5, 0.0, 0.5)]]
     (out / "cost").mkdir(parents=True)
     (out / "cost" / "sr_tflops_1280x720.json").write_text(json.dumps({"width": 1280, "height": 720, "rows": rows}))
-    table, verdicts = A.flops_table(cfg, "t9", cfg["ablations"]["tables"]["t9_cost"])
+    table, verdicts = C.flops_table(cfg, "t9", cfg["ablations"]["tables"]["t9_cost"])
     num = {r["method"]: r for r in table.numeric}
     assert num["dpir_jump_ddim"]["total_tflops"] == pytest.approx(6.0) and num["srdiff"]["ratio"] == pytest.approx(50.2 / 6)
     assert table.rows[3]["TFLOPs/img at 1280x720"] == "50.2" and table.rows[3]["× ref"] == "8.37"
@@ -234,3 +237,37 @@ def test_cli_ablations_errors(tmp_path, capsys):
     assert main(["ablations", *base]) == 2    # nothing restored yet: names the rows and the command
     err = capsys.readouterr().err
     assert err.startswith("dpir: error: ablation 't4_modularity': no scores for") and "Traceback" not in err
+
+
+def test_directions_and_perceptual_axis_come_from_the_presets(cfg, tmp_path):
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+    cfg["ablations"]["tables"] = {"t6_tau": cfg["ablations"]["tables"]["t6_tau"]}
+    spec = cfg["ablations"]["tables"]["t6_tau"]
+    for i, m in enumerate(spec["rows"]):
+        rec = record(m, 0, [30.0 - i] * 2, [0.4 - 0.05 * i] * 2, nfe=10 + i)
+        rec["metrics"]["lpips_alex"]["lower_better"] = False     # a record's claim never beats the preset
+        rec["metrics"]["gmsd"] = dict(rec["metrics"]["lpips_alex"], lower_better=False)
+        write(out, rec)
+    table, verdicts, info = R.rows_table(cfg, "t6_tau", spec)
+    assert "lpips_alex ↓" in table.columns and "psnr_y ↑" in table.columns
+    assert info["lower"]["lpips_alex"] is True and info["lower"]["gmsd"] is True
+    # the perceptual axis is the first of PERCEPTUAL_AXES with numbers: lpips_alex before gmsd
+    assert R.resolve_metric("perceptual", info["metrics"], info["runs"]) == "lpips_alex"
+    without = {m: [dict(r, metrics={k: v for k, v in r["metrics"].items() if k != "lpips_alex"}) for r in rs]
+               for m, rs in info["runs"].items()}
+    assert R.resolve_metric("perceptual", info["metrics"], without) == "gmsd"
+    assert R.resolve_metric("psnr", ["ssim_y", "psnr_y"], without) == "psnr_y"
+    assert R.resolve_metric("ssim", ["ssim_y", "psnr_y"], without) is None      # not scored here
+
+
+def test_plot_directions_and_unknown_column():
+    from dpir.report.ablation_cells import header_label
+    from dpir.report.plots import axis_label, direction
+
+    assert direction("gmsd") == "lower is better" and direction("psnr_y") == "higher is better"
+    assert direction("my_metric") == "higher is better" and direction("my_metric", True) == "lower is better"
+    assert axis_label("psnr_y") == "psnr_y [dB] (higher is better)"
+    assert header_label("tau") == "τ"
+    with pytest.raises(DpirError, match=r"unknown ablation column 'colour'; known: denoiser, ir, fusion"):
+        header_label("colour")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dpir import paths
 from dpir.checkpoint import atomic_write_text
-from dpir.config import config_hash, enabled_tasks
+from dpir.config import ablation_tables, config_hash, enabled_tasks
 from dpir.errors import DpirError
 from dpir.report.plots import perception_distortion
 from dpir.report.tables import Table, build_table, published_record
@@ -118,7 +118,7 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[s
             t, verdicts = res
             t.write(paths.tables_dir(config))
             parts += [f"### {t.title}", "", t.markdown(), "", "Does our run agree with the paper?", "", *verdicts, ""]
-    tfl = Path(config["out"]) / "cost" / f"{task}_tflops_1280x720.json"
+    tfl = paths.tflops(config, task)
     if tfl.exists():
         data = json.loads(tfl.read_text())
         parts += [f"### TFLOPs per 1280x720 output image ({task}; the paper's Table 9 form)", "", data["markdown"], "",
@@ -155,7 +155,7 @@ def render_report(config: dict) -> Path:
             rel = os.path.relpath(fig, report_path.parent)
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
                       f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
-    from dpir.report.ablations import ablation_tables, render_ablations
+    from dpir.report.ablations import render_ablations
 
     if ablation_tables(config):
         parts += render_ablations(config, report_path.parent)

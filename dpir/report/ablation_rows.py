@@ -1,0 +1,147 @@
+"""Ablation tables of kind ``rows`` and ``tau_sweep``: one row per method, metric cells mean +- std
+over seeds of the per-seed mean over the images that *every* row restored, and the verdict lines of
+the table's ``expect`` entries (a difference between two rows, or the trend over tau)."""
+from __future__ import annotations
+
+import statistics
+
+from dpir.config import ablation_dataset, all_methods
+from dpir.errors import DpirError
+from dpir.report.ablation_cells import extra_cell, header_label
+from dpir.report.stats import common_images, difference_verdict, seed_stats, trend_verdict
+from dpir.report.tables import ARROW, Footnotes, Table, digits_for, lower_better_of
+
+
+def scored_runs(config: dict, task: str, dataset: str, rows: list[str]) -> dict[str, list[dict]]:
+    """The results records of ``rows`` on ``task``/``dataset``, by method, each sorted by seed."""
+    from dpir.score import load_scores
+
+    out: dict[str, list[dict]] = {}
+    for r in load_scores(config["out"], task):
+        if r["dataset"] == dataset and r["method"] in rows:
+            out.setdefault(r["method"], []).append(r)
+    for rs in out.values():
+        rs.sort(key=lambda r: r["seed"])
+    return out
+
+
+def resolve_metric(alias: str, metrics: list[str], runs: dict[str, list[dict]]) -> str | None:
+    """A metric preset name for ``psnr`` / ``ssim`` / ``perceptual`` (the first of
+    :data:`dpir.metrics.PERCEPTUAL_AXES` that was computed), or the name itself."""
+    from dpir.metrics import PERCEPTUAL_AXES
+
+    def available(m):
+        return any(r["metrics"].get(m, {}).get("available") for rs in runs.values() for r in rs)
+
+    if alias in ("psnr", "ssim"):
+        return next((m for m in metrics if m.startswith(alias) and available(m)), None)
+    if alias == "perceptual":
+        return next((m for m in PERCEPTUAL_AXES if available(m)), None)
+    return alias if available(alias) else None
+
+
+def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], dict]:
+    """Table (and verdicts) of a ``rows`` or ``tau_sweep`` ablation."""
+    task = spec["task"]
+    dataset = ablation_dataset(config, spec)
+    methods = all_methods(config, task)
+    runs = scored_runs(config, task, dataset, spec["rows"])
+    missing = [m for m in spec["rows"] if m not in runs]
+    if missing:
+        raise DpirError(f"ablation {name!r}: no scores for {', '.join(missing)} on {task}/{dataset}; run "
+                        f"`snakemake --cores all ablations` (or `dpir restore`/`dpir score` for them) first")
+    partial = [m for m in spec.get("partial") or [] if m in runs]
+    images = common_images({m: rs for m, rs in runs.items() if m not in partial})
+    if not images:
+        raise DpirError(f"ablation {name!r}: its rows share no test image; give them common images (max_images)")
+    row_images = {m: images for m in runs}
+    for m in partial:
+        row_images[m] = sorted(set(images) & set(common_images({m: runs[m]}))) or common_images({m: runs[m]})
+    metrics = spec.get("metrics") or config["tasks"][task].get("metrics") or []
+    metrics = [m for m in metrics if any(r["metrics"].get(m) for rs in runs.values() for r in rs)]
+    records = [r for rs in runs.values() for r in rs]
+    lower = {m: lower_better_of(m, records) for m in dict.fromkeys(m for r in records for m in r["metrics"])}
+    fn = Footnotes(f"{name.replace('_', '-')}-")
+    extra = spec.get("columns") or []
+    columns = ["Method", *[header_label(c) for c in extra], *[f"{m} {ARROW[lower.get(m, False)]}" for m in metrics],
+               "NFE", "s/img", "seeds"]
+    rows, numeric = [], []
+    stats: dict[str, dict[str, tuple]] = {}
+    for method in spec["rows"]:
+        rs = runs[method]
+        mcfg = methods[method]
+        row = {"Method": rs[0]["label"]}
+        num: dict = {"method": method, "label": rs[0]["label"]}
+        for c in extra:
+            text, value = extra_cell(config, c, mcfg)
+            row[header_label(c)] = text
+            num[c] = value
+        stats[method] = {}
+        if method in partial:
+            row["Method"] += fn.mark(f"{rs[0]['label']}: scored on {len(row_images[method])} image(s) "
+                                     f"({', '.join(row_images[method])}) only; verdicts against it use those images.")
+        for m in metrics:
+            s = seed_stats(rs, m, row_images[method])
+            col = f"{m} {ARROW[lower.get(m, False)]}"
+            if s is None:
+                e = next((r["metrics"][m] for r in rs if not r["metrics"].get(m, {}).get("available", True)), None)
+                why = f"`{m}`: {e['reason']} Fix: `{e['fix']}`." if e and e.get("reason") else f"`{m}` not computed."
+                row[col] = "n/a" + fn.mark(why)
+                num[m] = None
+                continue
+            stats[method][m] = s
+            d = digits_for(m)
+            row[col] = f"{s[0]:.{d}f} ± {s[1]:.{d}f}" if s[2] > 1 else f"{s[0]:.{d}f}"
+            num[m], num[f"{m}_std"] = s[0], s[1]
+        c = rs[0]["cost"]
+        row["NFE"] = str(c["nfe"])
+        row["s/img"] = f"{statistics.fmean(r['cost']['seconds_per_image'] for r in rs):.2f}"
+        row["seeds"] = str(len(rs))
+        num.update(nfe=c["nfe"], seconds=statistics.fmean(r["cost"]["seconds_per_image"] for r in rs), seeds=len(rs))
+        rows.append(row)
+        numeric.append(num)
+    seeds = sorted({len(rs) for rs in runs.values()})
+    header = (f"{len(images)} test image(s) of `{task}/{dataset}` common to every row ({', '.join(images)}); "
+              f"seeds per row: {', '.join(map(str, seeds))}. Cells: mean ± std over seeds of the per-seed mean "
+              "(one value for deterministic or single-seed rows).")
+    notes = [header, *([spec["note"]] if spec.get("note") else []), *fn.lines()]
+    table = Table(name=name, title=spec["title"], columns=columns, rows=rows, numeric=numeric, footnotes=notes)
+    verdicts = _verdicts(spec, runs, stats, metrics, lower, methods, row_images)
+    return table, verdicts, {"images": images, "runs": runs, "stats": stats, "metrics": metrics, "lower": lower}
+
+
+def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: dict, methods: dict,
+              row_images: dict[str, list[str]]) -> list[str]:
+    out = []
+    for e in spec.get("expect") or []:
+        metric = resolve_metric(e["metric"], metrics, runs)
+        if metric is None:
+            out.append(f"- Paper: {e['paper']}. Ours: `{e['metric']}` was not computed in this run → **not checked**.")
+            continue
+        lb = lower.get(metric, False)
+        if e.get("trend"):
+            taus, vals, sds = [], [], []
+            for method in spec["rows"]:
+                tau = methods[method].get("tau")
+                if tau is not None and metric in stats.get(method, {}):
+                    taus.append(int(tau))
+                    vals.append(stats[method][metric][0])
+                    sds.append(stats[method][metric][1])
+            if len(taus) < 3:
+                out.append(f"- Paper: {e['paper']}. Ours: fewer than 3 τ values → **not checked**.")
+                continue
+            order = sorted(range(len(taus)), key=lambda i: taus[i])
+            out.append(trend_verdict([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
+                                     e["paper"], [sds[i] for i in order]))
+            continue
+        a, b = stats.get(e["row"], {}).get(metric), stats.get(e["vs"], {}).get(metric)
+        if a is not None and b is not None and row_images[e["row"]] != row_images[e["vs"]]:
+            both = sorted(set(row_images[e["row"]]) & set(row_images[e["vs"]]))
+            a, b = seed_stats(runs[e["row"]], metric, both), seed_stats(runs[e["vs"]], metric, both)
+        if a is None or b is None:
+            out.append(f"- Paper: {e['paper']}. Ours: `{metric}` missing for a row → **not checked**.")
+            continue
+        la, lb_ = runs[e["row"]][0]["label"], runs[e["vs"]][0]["label"]
+        out.append(difference_verdict(la, a, lb_, b, metric, lb, e.get("direction", "better"), e["paper"],
+                                      digits_for(metric)))
+    return out
