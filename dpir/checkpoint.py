@@ -90,11 +90,19 @@ def load_network(directory: str | os.PathLike, device: torch.device | str = "cpu
     return model
 
 
+#: ``train`` keys that change how fast a network trains, never what it becomes (left out of its hash)
+RESULT_NEUTRAL_TRAIN_KEYS = ("workers", "prefetch", "cache_images")
+#: the training-sample scheme (dpir.rng.sample_generators: one generator per sample index); part of the
+#: hash, so a checkpoint trained under an earlier scheme is retrained, never passed off as this one's
+SAMPLING = "per-sample-index-1"
+
+
 def train_hash(train_cfg: dict[str, Any], arch: str, kwargs: Any, seed: int) -> str:
     """The hash of everything that determines a trained network (stored as ``record.config_hash``)."""
     from dpir.config import config_hash
 
-    return config_hash({"train": train_cfg, "arch": arch, "kwargs": kwargs, "seed": seed})
+    train = {k: v for k, v in train_cfg.items() if k not in RESULT_NEUTRAL_TRAIN_KEYS}
+    return config_hash({"train": train, "arch": arch, "kwargs": kwargs, "seed": seed, "sampling": SAMPLING})
 
 
 def training_hash(net_cfg: dict[str, Any]) -> str | None:

@@ -49,3 +49,27 @@ def randn(shape: Sequence[int], generator: Generators, device=None, dtype=torch.
 def rand(shape: Sequence[int], generator: Generators, device=None, dtype=torch.float32) -> torch.Tensor:
     """Uniform [0, 1) noise with the same per-element rule as :func:`randn`."""
     return _draw(torch.rand, shape, generator, device, dtype)
+
+
+def randint(low: int, high: int, shape: Sequence[int], generator: Generators, device=None,
+            dtype=torch.int64) -> torch.Tensor:
+    """Integers in [low, high) with the same per-element rule as :func:`randn`."""
+    def fn(s, generator, dtype):
+        return torch.randint(int(low), int(high), s, generator=generator, dtype=dtype)
+    return _draw(fn, shape, generator, device, dtype)
+
+
+# ------------------------------------------------------------------------------- training samples
+
+def sample_generators(seed: int, indices: Sequence[int], stream: str) -> list[torch.Generator]:
+    """One generator per training sample: sample ``n`` of a run (``n = step * global_batch + j``)
+    draws from the generator seeded by (train seed, ``stream``, n) only.
+
+    ``stream`` separates the draws of one sample: ``"data"`` (its crop, augmentation and on-the-fly
+    degradation, made in a data-loader worker) and ``"loss"`` (noise levels and noise of the trainer's
+    loss, made in the training process).  Neither depends on the number of workers, of processes
+    (DDP ranks), or on where a resumed run starts: batch ``s`` is always samples
+    ``[s * B, (s + 1) * B)``.  A list of generators is what :func:`rand`, :func:`randn` and
+    :func:`randint` take for a batch (row ``b`` from generator ``b``).
+    """
+    return [make_generator(seed, f"train-{stream}:{int(n)}") for n in indices]

@@ -1,6 +1,8 @@
-"""Training data at paper scale: lazy (per-batch) decoding identical to the cached mode, and datasets
-with their own observations (GoPro's real blur, DIV2K's official LR) trained on their stored pairs."""
+"""Training data at paper scale: per-sample-index batches from the memory-mapped patch store, equal to
+crops of the prepared PNGs, and datasets with their own observations (GoPro's real blur, DIV2K's
+official LR) trained on their stored pairs."""
 import dataclasses
+import json
 import shutil
 
 import numpy as np
@@ -9,12 +11,14 @@ import torch
 from PIL import Image
 
 import dpir.data.patches as patches
-import dpir.data.prepare as prepare_mod
 import dpir.train.loop as loop
 from dpir.data.blur import make_blur_pair
-from dpir.data.patches import PatchSampler
-from dpir.data.prepare import StoredPair, load_split, prepare, stored_split
+from dpir.data.loader import TrainPatches, collate
+from dpir.data.patches import dihedral
+from dpir.data.prepare import StoredPair, prepare, stored_split
+from dpir.data.store import build_store, open_store
 from dpir.errors import DpirError
+from dpir.rng import sample_generators
 from dpir.tasks import train_degradation, train_margin
 from helpers import base_config
 
@@ -26,20 +30,39 @@ def cfg(tmp_path_factory):
     cfg = base_config(tmp_path_factory.mktemp("data"), device="cpu", threads=1)
     for task in ("sr", "deblur", "burst"):
         prepare(cfg, task, "bundled", splits=("train",))
+        build_store(cfg, task, "bundled")
     return cfg
 
 
-def make_sampler(cfg, task_name, cache, pairs=None):
+def make_data(cfg, task_name, seed=7, with_lq=True, **kw):
     task = cfg["tasks"][task_name]
     scale = 1 if task["kind"] == "burst" else int(task.get("scale", 1))
-    return PatchSampler(stored_split(cfg, task_name, "bundled", "train") if pairs is None else pairs, PATCH,
-                        scale=scale, degrade=train_degradation(task, cfg["datasets"]["bundled"]),
-                        margin=train_margin(task), cache=cache)
+    return TrainPatches(open_store(cfg, task_name, "bundled", **kw), PATCH, seed=seed, scale=scale,
+                        degrade=train_degradation(task, cfg["datasets"]["bundled"]), margin=train_margin(task),
+                        with_lq=with_lq)
 
 
-def draw(sampler, seed=7):
-    g = torch.Generator().manual_seed(seed)
-    return [sampler.sample(3, g) for _ in range(3)] + [sampler.sample(2, g, with_lq=False)]
+def png_sample(cfg, task_name, n, seed=7):
+    """Sample n made by hand from the prepared PNGs (read_image) and the sample's own generator."""
+    task = cfg["tasks"][task_name]
+    pairs = stored_split(cfg, task_name, "bundled", "train")
+    s = 1 if task["kind"] == "burst" else int(task.get("scale", 1))
+    p = PATCH + 2 * train_margin(task)
+    g = sample_generators(seed, [n], "data")[0]
+    i = int(torch.randint(len(pairs), (1,), generator=g))
+    lq, gt = pairs[i].read()
+    H, W = pairs[i].size
+    top = int(torch.randint((H - p) // s + 1, (1,), generator=g)) * s
+    left = int(torch.randint((W - p) // s + 1, (1,), generator=g)) * s
+    k = int(torch.randint(8, (1,), generator=g))
+    out = {"gt": dihedral(gt[..., top: top + p, left: left + p], k)}
+    degrade = train_degradation(task, cfg["datasets"]["bundled"])
+    if degrade is None:
+        out["lq"] = dihedral(lq[..., top // s: (top + p) // s, left // s: (left + p) // s], k)
+    else:
+        made = degrade(out["gt"], g)
+        out.update(made if isinstance(made, dict) else {"lq": made})
+    return out
 
 
 def same(a, b) -> bool:
@@ -53,12 +76,12 @@ def same(a, b) -> bool:
 
 
 def tensors_in(obj, seen=None) -> list:
-    """Every tensor reachable from an object's attributes (lists, tuples, dicts, dataclasses)."""
+    """Every tensor or in-memory array reachable from an object's attributes (lists, dicts, dataclasses)."""
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return []
     seen.add(id(obj))
-    if isinstance(obj, torch.Tensor):
+    if isinstance(obj, torch.Tensor) or (isinstance(obj, np.ndarray) and not isinstance(obj, np.memmap)):
         return [obj]
     if isinstance(obj, dict):
         return [t for v in obj.values() for t in tensors_in(v, seen)]
@@ -70,87 +93,66 @@ def tensors_in(obj, seen=None) -> list:
 
 
 @pytest.mark.parametrize("task_name", ["sr", "deblur", "burst"])
-def test_lazy_cached_and_in_memory_batches_are_bitwise_identical(cfg, task_name):
-    lazy, cached = make_sampler(cfg, task_name, cache=False), make_sampler(cfg, task_name, cache=True)
-    assert (lazy.cached, cached.cached) == (False, True)
-    assert make_sampler(cfg, task_name, cache=None).cached     # the bundled split is far below 1 GB
-    # the pre-lazy way: every image decoded by load_split, tensors handed to the sampler
-    legacy = make_sampler(cfg, task_name, cache=None,
-                          pairs=[(lq, gt) for _, lq, gt in load_split(cfg, task_name, "bundled", "train")])
-    ref = draw(legacy)
-    assert same(draw(lazy), ref) and same(draw(cached), ref)
-    assert not same(draw(lazy, seed=8), ref)      # the comparison can fail
-    b = ref[0]
+def test_store_samples_equal_the_png_crops_bitwise(cfg, task_name):
+    data = make_data(cfg, task_name)
+    for n in (0, 1, 5, 1234567):
+        assert same(data[n], png_sample(cfg, task_name, n))
+    assert not same(data[0], data[1])                          # the comparison can fail
+    assert not same(make_data(cfg, task_name, seed=8)[0], data[0])
+    b = collate([data[n] for n in range(3)])
     if task_name == "sr":
         assert b["gt"].shape == (3, 3, PATCH, PATCH) and b["lq"].shape == (3, 3, PATCH // 4, PATCH // 4)
     elif task_name == "deblur":
         assert b["lq"].shape == b["gt"].shape == (3, 3, PATCH, PATCH)
     else:
         assert b["lq"].shape == (3, 14, 4, PATCH // 8, PATCH // 8) and len(b["meta"]) == 3
+        assert isinstance(b["meta"][0], dict) and b["meta"][0] != b["meta"][1]
+    assert set(make_data(cfg, task_name, with_lq=False)[0]) == {"gt"}
 
 
-def test_lazy_sampler_holds_no_pixels_and_decodes_only_the_batch(cfg, monkeypatch):
-    stored = stored_split(cfg, "sr", "bundled", "train")
-    # 2,000 images (the same files under new ids) cost the lazy sampler paths and sizes only
-    many = [dataclasses.replace(stored[i % len(stored)], id=f"img{i}") for i in range(2000)]
-    lazy = make_sampler(cfg, "sr", cache=False, pairs=many)
-    assert tensors_in(lazy) == [] and len(lazy.pairs) == 2000
-    reads = []
-    real = prepare_mod.read_image
-    monkeypatch.setattr(prepare_mod, "read_image", lambda p, *a: reads.append(p.parent.name) or real(p, *a))
-    g = torch.Generator().manual_seed(0)
-    lazy.sample(1, g)
-    assert sorted(reads) == ["gt", "lq"]          # sr: the one drawn pair
-    reads.clear()
-    lazy.sample(1, g, with_lq=False)
-    assert reads == ["gt"]                        # clean-image training (denoiser) never reads lq
-    reads.clear()
-    make_sampler(cfg, "deblur", cache=False).sample(1, g)
-    assert reads == ["gt"]                        # deblur blurs on the fly: the stored lq is not decoded
-    assert tensors_in(lazy) == []                 # nothing kept after sampling
-    assert tensors_in(make_sampler(cfg, "sr", cache=True))  # the cached mode does hold the images
+def test_store_is_memory_mapped_and_holds_no_decoded_pixels(cfg):
+    data = make_data(cfg, "sr")
+    data[0]
+    assert isinstance(data.store.pixels, np.memmap) and tensors_in(data) == []
+    idx = json.loads((data.store.folder / "index.json").read_text())
+    sizes = [tuple(e["gt"]) for e in idx["images"]]
+    assert sizes == [p.size for p in stored_split(cfg, "sr", "bundled", "train")] and idx["dtype"] == "uint8"
+    # uint8 HWC, gt then its lq, back to back: the file is exactly the split's integers
+    assert idx["nbytes"] == sum(3 * (h * w + (h // 4) * (w // 4)) for h, w in sizes)
+    # cache_images: true reads the store into memory; same samples
+    mem = make_data(cfg, "sr", in_memory=True)
+    assert same(mem[3], data[3]) and not isinstance(mem.store.pixels, np.memmap) and tensors_in(mem)
+    assert patches.CACHE_BYTES == 2**30
 
 
-def test_cache_threshold_and_sizes(cfg, monkeypatch):
+def test_cache_threshold_and_sizes():
     p = StoredPair(id="a", gt=None, lq=None, size=(8, 12), lq_size=(2, 3), task="sr", dataset="x")
     assert (p.nbytes(), p.nbytes(with_lq=False)) == (12 * (96 + 6), 12 * 96)
     # the brief's paper-scale figures: Zurich 46,839 448x448 JPGs; GoPro train 2,103 1280x720 pairs
     zurich = StoredPair(id="z", gt=None, lq=None, size=(448, 448), lq_size=None, task="burst", dataset="zurich")
     gopro = StoredPair(id="g", gt=None, lq=None, size=(720, 1280), lq_size=(720, 1280), task="deblur", dataset="gopro")
     assert round(46839 * zurich.nbytes() / 1e9, 1) == 112.8 and round(2103 * gopro.nbytes() / 1e9, 1) == 46.5
-    assert patches.CACHE_BYTES == 2**30
-    stored = stored_split(cfg, "sr", "bundled", "train")
-    total = sum(12 * (h * w + (h // 4) * (w // 4)) for h, w in (s.size for s in stored))
-    assert total == sum(s.nbytes() for s in stored) and total < 2**30
-    monkeypatch.setattr(patches, "CACHE_BYTES", total)
-    assert not make_sampler(cfg, "sr", cache=None).cached      # at the threshold: lazy
-    monkeypatch.setattr(patches, "CACHE_BYTES", total + 1)
-    assert make_sampler(cfg, "sr", cache=None).cached
-    with pytest.raises(DpirError, match=r"train.cache_images must be true, false or null.*got 'yes'"):
-        make_sampler(cfg, "sr", cache="yes")
 
 
-def test_missing_corrupt_or_resized_training_image_names_file_and_fix(cfg, tmp_path):
+def test_corrupt_training_image_stops_the_store_build_naming_file_and_fix(tmp_path):
+    cfg = base_config(tmp_path, device="cpu", threads=1)
+    prepare(cfg, "sr", "bundled", splits=("train",))
+    folder = tmp_path / "data" / "sr" / "bundled" / "train.store"
+    assert folder.is_dir()                # prepare builds the store of a train split
+    shutil.rmtree(folder)                 # the images are damaged before a store is built from them
     pair = stored_split(cfg, "sr", "bundled", "train")[0]
-    gt = tmp_path / "gt.png"
-    shutil.copy(pair.gt, gt)
-    bad = dataclasses.replace(pair, gt=gt)
     fix = r"run `dpir prepare --task sr --dataset bundled` again"
-    sampler = make_sampler(cfg, "sr", cache=False, pairs=[bad])   # lazy: nothing is read yet
-    g = torch.Generator().manual_seed(0)
-    sampler.sample(1, g)                                           # intact: fine
-    gt.unlink()
-    with pytest.raises(DpirError, match=rf"training image {gt} does not exist; .*{fix}"):
-        sampler.sample(1, g)
-    gt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(DpirError, match=rf"training image {gt} cannot be decoded .*{fix}"):
-        sampler.sample(1, g)
-    with pytest.raises(DpirError, match=rf"training image {gt} cannot be decoded .*{fix}"):
-        make_sampler(cfg, "sr", cache=True, pairs=[bad])           # cached: at construction
-    Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(gt)
-    with pytest.raises(DpirError, match=rf"training image {gt} is \(40, 44\), its manifest says "
+    pair.gt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(DpirError, match=rf"training image {pair.gt} cannot be decoded .*{fix}"):
+        build_store(cfg, "sr", "bundled")
+    Image.fromarray(np.zeros((40, 44, 3), np.uint8)).save(pair.gt)
+    with pytest.raises(DpirError, match=rf"training image {pair.gt} is \(40, 44\), its manifest says "
                                         rf"\({pair.size[0]}, {pair.size[1]}\); .*{fix}"):
-        sampler.sample(1, g)
+        build_store(cfg, "sr", "bundled")
+    pair.gt.unlink()
+    with pytest.raises(DpirError, match=rf"training image {pair.gt} does not exist; .*{fix}"):
+        build_store(cfg, "sr", "bundled")
+    assert not folder.exists()            # the images are checked before anything is written
 
 
 def test_train_degradation_follows_the_dataset_config():
@@ -176,8 +178,8 @@ def test_train_degradation_follows_the_dataset_config():
 
 
 def test_training_on_gopro_crops_the_stored_real_blur(tmp_path, monkeypatch):
-    """The loop's sampler for a GoPro-trained network crops the stored blurred frames (here the
-    negative of the sharp one, which no synthetic blur makes), lazily when asked."""
+    """The loop's data of a GoPro-trained network crop the stored blurred frames (here the
+    negative of the sharp one, which no synthetic blur makes)."""
     root = tmp_path / "gopro"
     rng = np.random.default_rng(0)
     for name in ("a", "b"):
@@ -191,19 +193,22 @@ def test_training_on_gopro_crops_the_stored_real_blur(tmp_path, monkeypatch):
     prepare(cfg, "deblur", "gopro", splits=("train",))
     seen = {}
 
-    def fake_fit(spec, sampler, train_cfg, out_dir, **kw):
-        seen["sampler"] = sampler
-        seen["batch"] = sampler.sample(4, torch.Generator().manual_seed(0))
+    def fake_fit(spec, data, train_cfg, out_dir, **kw):
+        seen["data"] = data
+        seen["batch"] = collate([data[n] for n in range(4)])
         return {}
 
     monkeypatch.setattr(loop, "fit", fake_fit)
-    loop.train_network(cfg, "nafnet_deblur", progress=False)
-    s, b = seen["sampler"], seen["batch"]
-    assert s.degrade is None and s.cached is False and [p.id for p in s.pairs] == ["a", "b"]
+    loop.train_network(cfg, "nafnet_deblur", progress=False)      # a small split: its store is built here
+    s, b = seen["data"], seen["batch"]
+    assert s.degrade is None and not s.store.in_memory and [e["id"] for e in s.store.images] == ["a", "b"]
     assert b["lq"].shape == b["gt"].shape == (4, 3, PATCH, PATCH)
     assert torch.allclose(b["lq"], 1 - b["gt"], atol=1e-6, rtol=0)
     # the same network trained on the bundled images still blurs on the fly
-    cfg["networks"]["nafnet_deblur"]["train"].update(dataset="bundled", cache_images=None)   # None: automatic
+    cfg["networks"]["nafnet_deblur"]["train"].update(dataset="bundled", cache_images=True)
     prepare(cfg, "deblur", "bundled", splits=("train",))
     loop.train_network(cfg, "nafnet_deblur", progress=False)
-    assert seen["sampler"].degrade is not None and seen["sampler"].cached is True
+    assert seen["data"].degrade is not None and seen["data"].store.in_memory is True
+    cfg["networks"]["nafnet_deblur"]["train"]["cache_images"] = "yes"
+    with pytest.raises(DpirError, match=r"train.cache_images must be true, false or null.*got 'yes'"):
+        loop.train_network(cfg, "nafnet_deblur", progress=False)

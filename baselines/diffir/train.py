@@ -31,7 +31,6 @@ import torch.nn.functional as F
 
 from dpir.checkpoint import load_state_strict
 from dpir.errors import DpirError
-from dpir.keys import NETWORK, config_keys
 from dpir.rng import randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
 
@@ -62,7 +61,6 @@ def _check_common(net_cfg: dict[str, Any], ctx: TrainContext, scale: int, traine
     return tcfg
 
 
-@config_keys(gan={"type": "boolean"})
 def build_s1(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = DiffIRS1(**net_cfg.get("kwargs", {})).to(ctx.device)
     _check_common(net_cfg, ctx, model.scale, "diffir_s1")
@@ -73,9 +71,6 @@ def build_s1(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     return TrainSpec(model=model, loss=loss)
 
 
-@config_keys(required=("teacher",), teacher=NETWORK, kd_weight={"type": "number", "minimum": 0},
-             kd_kl={"type": "boolean"}, kd_temperature={"type": "number", "exclusiveMinimum": 0}, encoder_steps={"type": "integer", "minimum": 0},
-             gan={"type": "boolean"})
 def build_s2(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = DiffIRS2(**net_cfg.get("kwargs", {})).to(ctx.device)
     tcfg = _check_common(net_cfg, ctx, model.scale, "diffir_s2")

@@ -25,7 +25,6 @@ from baselines.common.blocks import bicubic_up
 from baselines.indi.nets import InDINet
 from baselines.indi.sampler import degrade
 from dpir.errors import DpirError
-from dpir.keys import config_keys
 from dpir.rng import rand, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
 
@@ -37,7 +36,6 @@ def sample_t(batch_size: int, p_one: float, generator: torch.Generator) -> torch
     return torch.where(coin < p_one, torch.ones_like(u), u)
 
 
-@config_keys(p_one={"type": "number", "minimum": 0, "maximum": 1}, loss={"enum": ["l1", "l2"]})
 def indi(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     train_cfg = net_cfg.get("train", {})
     p_one = float(train_cfg.get("p_one", 0.1))

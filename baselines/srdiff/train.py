@@ -23,8 +23,7 @@ from baselines.srdiff.sampler import q_sample, to_residual
 from dpir.checkpoint import load_state_strict
 from dpir.diffusion import cosine_schedule
 from dpir.errors import DpirError
-from dpir.keys import NETWORK, config_keys
-from dpir.rng import randn
+from dpir.rng import randint, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
 
 
@@ -35,7 +34,6 @@ def _check_scale(batch: Batch, scale: int, what: str) -> None:
                         f"and gt {tuple(gt.shape[-2:])}; train it on a {scale}x SR task")
 
 
-@config_keys()
 def rrdb(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = RRDBNet(**net_cfg.get("kwargs", {})).to(ctx.device)
 
@@ -46,7 +44,6 @@ def rrdb(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     return TrainSpec(model=model, loss=loss)
 
 
-@config_keys(required=("rrdb",), rrdb=NETWORK)
 def srdiff(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     train_cfg = net_cfg.get("train", {})
     if "rrdb" not in train_cfg:
@@ -73,7 +70,7 @@ def srdiff(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
             cond = model.encode(lq)
             r0 = to_residual(gt, bicubic_up(lq, model.scale), model.res_rescale)
         b = gt.shape[0]
-        t = torch.randint(1, model.T + 1, (b,), generator=generator)
+        t = randint(1, model.T + 1, (b,), generator)
         eps = randn(r0.shape, generator, device=r0.device)
         r_t = q_sample(schedule, r0, t, eps)
         eps_hat = model.denoise_fn(r_t, (t - 1).to(r0.device), cond)   # network index = t - 1

@@ -1,4 +1,10 @@
-"""Random training patches from a prepared train split.
+"""Random training patches from a prepared train split: the dihedral augmentation, and the sampler
+that training used before the patch store.
+
+Training now reads per-sample-index patches from the memory-mapped patch store
+(:mod:`dpir.data.loader`, :mod:`dpir.data.store`).  :class:`PatchSampler` below (one generator for a
+whole batch sequence, whole PNGs decoded per batch in lazy mode) stays as the comparison of
+``scripts/bench_loader.py`` and for code that samples in-memory pairs directly.
 
 Patches are aligned crops of (lq, gt) with the 8 dihedral augmentations (flips and 90-degree
 rotations, as BasicSR's ``augment``).  All randomness comes from the generator passed in, so a

@@ -154,6 +154,11 @@ def prepare(config: dict, task_name: str, dataset_name: str, splits=("train", "t
         publish_dir(work, root)
     finally:
         shutil.rmtree(work, ignore_errors=True)       # nothing left when published, a failed attempt otherwise
+    if manifest["splits"].get("train", {}).get("ids"):
+        from dpir.data.store import build_store
+
+        # the training crops' source, decoded once here and memory-mapped by every training job
+        build_store(config, task_name, dataset_name, "train")
     return manifest
 
 

@@ -10,7 +10,8 @@ A *trainer* is a factory ``build(net_cfg, ctx) -> TrainSpec`` registered by name
         train: {trainer: ir, steps: 400, batch: 8, patch: 64, lr: 2.0e-4, ...}
 
 The generic loop (:func:`dpir.train.loop.fit`) owns seeding, the optimiser (Adam; step-decay
-``lr_decay`` every ``lr_every`` steps), the progress bar, checkpoints and resume.  A trainer only says
+``lr_decay`` every ``lr_every`` steps), the data loader, precision, DDP, the progress bar, checkpoints and
+resume.  A trainer only says
 what the model is, which parameters train, what data it sees and what the loss is.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from dpir.rng import Generators
 
 
 @dataclass
@@ -49,7 +52,10 @@ Batch = dict[str, torch.Tensor]
 @dataclass
 class TrainSpec:
     model: nn.Module                      # what is saved as the checkpoint (arch + kwargs of net_cfg)
-    loss: Callable[[Batch, torch.Generator], torch.Tensor]
+    #: ``loss(batch, generators)``: ``generators`` holds one generator per sample of the batch (a list;
+    #: :func:`dpir.rng.sample_generators`), which :func:`dpir.rng.rand`, ``randn`` and ``randint`` take
+    #: for a batch-first shape, so each sample's noise does not depend on the batch it is in
+    loss: Callable[[Batch, Generators], torch.Tensor]
     params: Iterable[nn.Parameter] | None = None   # None: all parameters of ``model``
     data: str = "pairs"                   # "pairs": (lq, gt) patches of the task; "clean": gt only
     frozen: dict[str, nn.Module] = field(default_factory=dict)  # other networks used, for the record

@@ -20,7 +20,6 @@ from dpir.isp import srgb_batch
 from dpir.nets import build_network
 from dpir.rng import rand, randn
 from dpir.train.base import Batch, TrainContext, TrainSpec
-from dpir.keys import NETWORK, config_keys
 
 #: the paper's denoiser noise range, 244.3 on the 0-255 scale
 PAPER_SIGMA_MAX = 244.3 / 255.0
@@ -39,7 +38,6 @@ def _model(net_cfg: dict[str, Any]) -> torch.nn.Module:
     return build_network(net_cfg["arch"], **(net_cfg.get("kwargs") or {}))
 
 
-@config_keys(sigma_max={"type": "number", "exclusiveMinimum": 0})
 def denoiser(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     """Gaussian denoiser training: loss = MSE(phi_D(gt + sigma n, sigma), gt), sigma ~ U[0, sigma_max]."""
     sigma_max = float(_train_cfg(net_cfg).get("sigma_max", PAPER_SIGMA_MAX))
@@ -58,8 +56,6 @@ def denoiser(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     return TrainSpec(model=model, loss=loss, data="clean")
 
 
-@config_keys(required=("ir", "denoiser", "tau"), ir=NETWORK, denoiser=NETWORK, tau={"type": "integer", "minimum": 1}, T={"type": "integer", "minimum": 1},
-             beta_start={"type": "number", "exclusiveMinimum": 0}, beta_end={"type": "number", "exclusiveMinimum": 0})
 def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     """Fusion-net training with frozen ``train.ir`` and ``train.denoiser`` networks (names of the config's
     ``networks`` section): t ~ U{1..tau}, x_t = sqrt(abar_t) gt + sqrt(1 - abar_t) eps,
@@ -87,7 +83,9 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     model = _model(net_cfg).to(ctx.device)
     abar_table = torch.tensor(schedule.alphas_bar.tolist(), dtype=torch.float64)
 
-    burst = ctx.task.get("kind") == "burst"
+    from dpir.tasks import task_kind
+
+    burst = task_kind(ctx.task).linear_train_target
 
     def loss(batch: Batch, generator: torch.Generator) -> torch.Tensor:
         lq, gt = batch["lq"], batch["gt"]

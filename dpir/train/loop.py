@@ -14,7 +14,6 @@ trainer loads (frozen backbones) are checked the same way (:func:`dpir.checkpoin
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -24,14 +23,15 @@ from pathlib import Path
 import torch
 
 from dpir.atomic import atomic_file, exclusive_lock, file_stamp
-from dpir.checkpoint import (META_FILE, atomic_write_text, check_trained_for, read_meta, save_network, train_hash,
+from dpir.checkpoint import (SAMPLING, META_FILE, atomic_write_text, check_trained_for, read_meta, save_network, train_hash,
                              trained_hash, training_hash)
 from dpir.config import network_config
-from dpir.data.patches import PatchSampler
-from dpir.data.prepare import stored_split
+from dpir.data.loader import TrainPatches
+from dpir.rng import sample_generators
 from dpir.errors import DpirError, UnknownNameError
 from dpir.train import TRAINERS
 from dpir.train.base import TrainContext, TrainSpec
+from dpir.train.launch import DistEnv, all_reduce_mean, barrier, broadcast_object
 
 log = logging.getLogger(__name__)
 
@@ -39,89 +39,131 @@ STATE_FILE = "state.pt"
 
 
 def get_trainer(name: str):
-    if name not in TRAINERS:
-        raise UnknownNameError("trainer", name, TRAINERS)
-    module, attr = TRAINERS[name].split(":")
-    return getattr(importlib.import_module(module), attr)
+    """The trainer factory registered as ``name`` (through the registry: relative targets, declared keys)."""
+    return TRAINERS.load(name)
 
 
-def _save_state(path: Path, spec: TrainSpec, opt, sched, step, g_data, g_loss, chash, losses) -> None:
+
+
+def _save_state(path: Path, spec: TrainSpec, opt, sched, scaler, step, chash, losses) -> None:
     with atomic_file(path) as tmp:
         torch.save({"model": spec.model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "step": step, "g_data": g_data.get_state(), "g_loss": g_loss.get_state(), "config_hash": chash,
+                    "scaler": scaler.state_dict(), "step": step, "sampling": SAMPLING, "config_hash": chash,
                     "losses": losses}, tmp)
 
 
-def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | Path, *, arch: str, kwargs: dict,
+def _load_state(state_path: Path, chash: str, env: DistEnv) -> dict | None:
+    """The resumable state in ``state_path`` if it was saved for this training config, else None (and
+    rank 0 deletes it, after every rank has looked)."""
+    state, why = None, None
+    if state_path.exists():
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a half-written state from a crash: start again, say so
+            why = f"deleting unreadable training state {state_path} ({e}); starting from step 0"
+        if state is not None and state.get("config_hash") != chash:
+            why = (f"deleting {state_path}: it was saved for training config hash {state.get('config_hash')}, "
+                   f"the config now gives {chash}; starting from step 0")
+        elif state is not None and state.get("sampling") != SAMPLING:
+            why = (f"deleting {state_path}: it was saved under another sampling scheme "
+                   f"({state.get('sampling', 'one data generator')}, now {SAMPLING}); starting from step 0")
+    barrier(env)
+    if why is not None:
+        if env.main:
+            log.warning("%s", why)
+            state_path.unlink(missing_ok=True)
+        return None
+    return state
+
+
+def fit(spec: TrainSpec, data: TrainPatches, train_cfg: dict, out_dir: str | Path, *, arch: str, kwargs: dict,
         device: torch.device, seed: int, progress: bool = True, stop_after: int | None = None,
-        record: dict | None = None) -> dict:
-    """Train ``spec.model`` for ``train_cfg['steps']`` steps; returns the training record.
+        record: dict | None = None, env: DistEnv | None = None) -> dict:
+    """Train ``spec.model`` for ``train_cfg['steps']`` steps on ``data``; returns the training record.
+
+    Step ``s`` trains on samples ``[s B, (s + 1) B)`` of ``data`` (``B`` = ``train.batch``, the
+    global batch; under DDP each of the ``env.world`` processes takes its share and the gradients are
+    averaged), and the loss of sample ``n`` draws from its own generator (:func:`dpir.rng.sample_generators`,
+    stream ``"loss"``), so the run does not depend on workers or processes.  Only rank 0 writes.
 
     ``stop_after`` ends the run early after that many steps of this call, leaving the resumable
     state behind (used to test resume; a killed job leaves the same state).
     """
     from tqdm import tqdm
 
+    from dpir.data.loader import StepBatches, train_loader
+    from dpir.precision import autocast, check_precision, grad_scaler, memory_format, setup_backends, to_memory_format
+
+    env = env or DistEnv()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     steps, batch = int(train_cfg["steps"]), int(train_cfg.get("batch", 8))
     every = int(train_cfg.get("checkpoint_every", max(1, min(steps, 100))))
+    precision = check_precision(train_cfg.get("precision", "fp32"), device, "train.precision")
+    channels_last = bool(train_cfg.get("channels_last", False))
+    setup_backends(device, tf32=bool(train_cfg.get("tf32", True)))
     chash = train_hash(train_cfg, arch, kwargs, seed)
-    model = spec.model.to(device)
+    model = spec.model.to(device, memory_format=memory_format(channels_last))
     params = list(spec.params) if spec.params is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=float(train_cfg.get("lr", 2e-4)), betas=tuple(train_cfg.get("betas", (0.9, 0.999))))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(train_cfg.get("lr_every", steps + 1)),
                                             gamma=float(train_cfg.get("lr_decay", 1.0)))
-    g_data = torch.Generator().manual_seed(seed * 2 + 1)
-    g_loss = torch.Generator().manual_seed(seed * 2 + 2)
+    scaler = grad_scaler(precision, device)
+    batches = StepBatches(batch, steps, rank=env.rank, world=env.world)      # checks batch % world first
     start, losses = 0, []
     state_path = out_dir / STATE_FILE
-    if state_path.exists():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a half-written state from a crash: start again, say so
-            log.warning("deleting unreadable training state %s (%s); starting from step 0", state_path, e)
-            state_path.unlink(missing_ok=True)
-            state = None
-        if state is not None and state.get("config_hash") != chash:
-            log.warning("deleting %s: it was saved for training config hash %s, the config now gives %s; "
-                        "starting from step 0", state_path, state.get("config_hash"), chash)
-            state_path.unlink(missing_ok=True)
-            state = None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            sched.load_state_dict(state["scheduler"])
-            g_data.set_state(state["g_data"])
-            g_loss.set_state(state["g_loss"])
-            start, losses = int(state["step"]), list(state["losses"])
-            log.info("resuming %s from step %d", out_dir, start)
+    state = _load_state(state_path, chash, env)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start, losses = int(state["step"]), list(state["losses"])
+        log.info("resuming %s from step %d", out_dir, start)
+    elif env.world > 1:       # the same seed gives the same initial weights; make sure of it
+        import torch.distributed as dist
+
+        for t in model.state_dict().values():
+            dist.broadcast(t, src=0)
+    batches.start = start
+    loader = train_loader(data, batches, workers=int(train_cfg.get("workers", 0)), pin_memory=device.type == "cuda",
+                          prefetch=int(train_cfg.get("prefetch", 2)))
     model.train()
-    with_lq = spec.data != "clean"
     t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc=out_dir.name, disable=not progress,
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc=out_dir.name, disable=not (progress and env.main),
                mininterval=2.0, dynamic_ncols=True)
     done_this_call = 0
-    for step in bar:
-        b = sampler.sample(batch, g_data, with_lq=with_lq)
-        b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}  # burst: meta list
-        loss = spec.loss(b, g_loss)
-        if not torch.isfinite(loss):
-            raise DpirError(f"training of {out_dir.name} diverged at step {step + 1} (loss {loss.item()}); "
-                            f"lower `train.lr` in the config")
+    for step, b in zip(bar, loader):
+        b = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+        b = to_memory_format(b, channels_last)
+        gens = sample_generators(seed, batches.indices(step), "loss")
+        with autocast(precision, device):
+            loss = spec.loss(b, gens)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
+        value = loss.detach().float().reshape(1)
+        if env.world > 1:   # one all-reduce: the gradients and the loss, averaged over the processes
+            for p in params:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+            all_reduce_mean([p.grad for p in params] + [value], env)
+        if not torch.isfinite(value).all():
+            raise DpirError(f"training of {out_dir.name} diverged at step {step + 1} (loss {value.item()}); "
+                            f"lower `train.lr` in the config")
         if train_cfg.get("grad_clip"):
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, float(train_cfg["grad_clip"]))
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
-        losses.append(float(loss.detach()))
+        losses.append(float(value))
         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         done_this_call += 1
-        if (step + 1) % every == 0 and step + 1 < steps:
-            _save_state(state_path, spec, opt, sched, step + 1, g_data, g_loss, chash, losses)
-        if stop_after is not None and done_this_call >= stop_after and step + 1 < steps:
-            _save_state(state_path, spec, opt, sched, step + 1, g_data, g_loss, chash, losses)
+        stop = stop_after is not None and done_this_call >= stop_after and step + 1 < steps
+        if ((step + 1) % every == 0 and step + 1 < steps or stop) and env.main:
+            _save_state(state_path, spec, opt, sched, scaler, step + 1, chash, losses)
+        if stop:
+            barrier(env)
             return {"stopped_at": step + 1}
     bar.close()
     seconds = time.perf_counter() - t0
@@ -130,10 +172,16 @@ def fit(spec: TrainSpec, sampler: PatchSampler, train_cfg: dict, out_dir: str | 
            "trained_params": n_trained, "total_params": sum(p.numel() for p in model.parameters()),
            "seconds_this_run": round(seconds, 2), "resumed_from": start, "final_loss": losses[-1] if losses else None,
            "loss_curve": losses[:: max(1, len(losses) // 200)], "device": str(device),
-           "train_images": len(sampler.pairs), "train_samples_seen": steps * batch, **(record or {})}
-    save_network(model, out_dir, arch, kwargs, train=train_cfg, step=steps, record=rec)
-    atomic_write_text(out_dir / "train_log.json", json.dumps(rec, indent=2))
-    state_path.unlink(missing_ok=True)
+           "train_images": len(data.store), "train_samples_seen": steps * batch, **(record or {})}
+    if env.world > 1:
+        rec.update(processes=env.world, precision=precision)
+    elif precision != "fp32":
+        rec["precision"] = precision
+    if env.main:
+        save_network(model, out_dir, arch, kwargs, train=train_cfg, step=steps, record=rec)
+        atomic_write_text(out_dir / "train_log.json", json.dumps(rec, indent=2))
+        state_path.unlink(missing_ok=True)
+    barrier(env)
     return rec
 
 
@@ -184,8 +232,13 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
 
     Holds the network's lock for the whole run; a run that had to wait for another ``dpir train`` of
     the same network and finds the checkpoint it finished (same training config) returns that
-    checkpoint's record (with ``reused: True``) without training again."""
+    checkpoint's record (with ``reused: True``) without training again.
+
+    Under torchrun (:mod:`dpir.train.launch`) every process calls this; rank 0 holds the lock and
+    decides (reuse or train), the others follow its decision."""
     from dpir import paths
+    from dpir.config import resolve_device
+    from dpir.train.launch import init
 
     net_cfg = network_config(config, network)
     if "train" not in net_cfg:
@@ -195,23 +248,30 @@ def train_network(config: dict, network: str, *, progress: bool = True, stop_aft
     chash = training_hash(net_cfg) or train_hash(train_cfg, net_cfg["arch"], net_cfg["kwargs"],
                                                  int(train_cfg.get("seed", 0)))
     out_dir = paths.network_dir(config, network)
+    env, device = init(resolve_device(config))
+    if not env.main:
+        done = broadcast_object(None, env)
+        if done is not None:
+            return done
+        return _train_locked(config, network, net_cfg, out_dir, progress=progress, stop_after=stop_after,
+                             env=env, device=device)
     before = file_stamp(out_dir / META_FILE)
     with exclusive_lock(out_dir, f"`dpir train --network {network}`") as waited:
         if waited and file_stamp(out_dir / META_FILE) != before:
             done = _finished_checkpoint(out_dir, chash, int(train_cfg["steps"]))
             if done is not None:
                 log.info("%s was trained by another process while this one waited: reusing %s", network, out_dir)
-                return done
+                return broadcast_object(done, env)
         if out_dir.exists():
             _say_why_retraining(out_dir, network, chash)
             _delete_stale_temporaries(out_dir)
-        return _train_locked(config, network, net_cfg, out_dir, progress=progress, stop_after=stop_after)
+        broadcast_object(None, env)
+        return _train_locked(config, network, net_cfg, out_dir, progress=progress, stop_after=stop_after,
+                             env=env, device=device)
 
 
 def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, progress: bool,
-                  stop_after: int | None) -> dict:
-    from dpir.config import resolve_device
-
+                  stop_after: int | None, env: DistEnv, device: torch.device) -> dict:
     # one torch thread per job by default config: Snakemake runs jobs side by side, and oversubscribed
     # OpenMP threads made parallel training jobs several times slower
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
@@ -221,24 +281,36 @@ def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, p
     task_name = task_of_network(config, network)   # the same facts the workflow's rule train uses
     task = config["tasks"][task_name]
     dataset = train_dataset(config, network)
-    device = resolve_device(config)
     seed = int(train_cfg.get("seed", 0))
     torch.manual_seed(seed)  # initial weights
     ctx = _CheckedTrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
                                device=device, config=config)
     spec = get_trainer(train_cfg["trainer"])(net_cfg, ctx)
-    pairs = stored_split(config, task_name, dataset, "train")    # paths and sizes: decoded per batch or cached
+    from dpir.data.patches import CACHE_BYTES
+    from dpir.data.store import open_store
     from dpir.tasks import train_degradation, train_margin
 
     if dataset not in config["datasets"]:
         raise UnknownNameError("dataset", dataset, config["datasets"])
+    cache = train_cfg.get("cache_images")
+    if cache not in (None, True, False):
+        raise DpirError(f"train.cache_images must be true, false or null (automatic: memory-mapped), got {cache!r}")
+    # rank 0 builds a missing small store (under the store's lock) before the others open it
+    store = open_store(config, task_name, dataset, "train", build_below=CACHE_BYTES if env.main else None,
+                       in_memory=bool(cache)) if env.main else None
+    barrier(env)
+    if store is None:
+        store = open_store(config, task_name, dataset, "train", in_memory=bool(cache))
     degrade = train_degradation(task, config["datasets"][dataset])
     # bursts are synthesised from the whole sRGB crop: no stored observation to keep aligned with
-    scale = 1 if task["kind"] == "burst" else int(task.get("scale", 1))
-    sampler = PatchSampler(pairs, int(train_cfg.get("patch", 64)), scale=scale, degrade=degrade,
-                           margin=train_margin(task), cache=train_cfg.get("cache_images"))
+    from dpir.tasks import task_kind
+
+    scale = task_kind(task).train_crop_scale(task)
+    data = TrainPatches(store, int(train_cfg.get("patch", 64)), seed=seed, scale=scale, degrade=degrade,
+                        margin=train_margin(task), with_lq=spec.data != "clean")
     from dpir.provenance import provenance
 
-    return fit(spec, sampler, train_cfg, out_dir, arch=net_cfg["arch"],
+    return fit(spec, data, train_cfg, out_dir, arch=net_cfg["arch"],
                kwargs=net_cfg["kwargs"], device=device, seed=seed, progress=progress, stop_after=stop_after,
-               record={"network": network, "task": task_name, "dataset": dataset, "provenance": provenance(seed=seed)})
+               record={"network": network, "task": task_name, "dataset": dataset, "provenance": provenance(seed=seed)},
+               env=env)

@@ -5,12 +5,10 @@ import torch.nn.functional as F
 
 from dpir.nets import build_network
 from dpir.train.base import TrainContext, TrainSpec
-from dpir.keys import config_keys
 
 LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss, "mse": F.mse_loss}
 
 
-@config_keys(loss={"enum": list(LOSSES)})
 def ir(net_cfg: dict, ctx: TrainContext) -> TrainSpec:
     """Supervised regression ``phi_IR(y) ~ x`` with an L1 (default, as SwinIR) or L2 loss."""
     model = build_network(net_cfg["arch"], **net_cfg["kwargs"])

@@ -429,7 +429,7 @@ def test_train_retrains_a_network_of_other_settings_and_deletes_a_stale_state(cf
     checkpoint records the config's hash and no state.pt remains."""
     import logging
 
-    from dpir.data.patches import PatchSampler
+    from dpir.data.loader import TrainPatches
     from dpir.train.loop import train_network
 
     over = copy.deepcopy(cfg)
@@ -438,11 +438,11 @@ def test_train_retrains_a_network_of_other_settings_and_deletes_a_stale_state(cf
     train_network(over, "udp_denoiser", progress=False, stop_after=1)      # leaves state.pt of steps=3
     net_dir = paths.network_dir(cfg, "udp_denoiser")
     assert (net_dir / "state.pt").exists()
-    real = PatchSampler.sample
+    real = TrainPatches.__getitem__
 
     def crash(self, *a, **k):
         raise DpirError("simulated crash at the first step")
-    monkeypatch.setattr(PatchSampler, "sample", crash)
+    monkeypatch.setattr(TrainPatches, "__getitem__", crash)
     with caplog.at_level(logging.INFO, logger="dpir"), pytest.raises(DpirError, match="simulated"):
         train_network(cfg, "udp_denoiser", progress=False)
     text = caplog.text
@@ -450,7 +450,7 @@ def test_train_retrains_a_network_of_other_settings_and_deletes_a_stale_state(cf
     assert f"retraining udp_denoiser: {net_dir / 'model.json'} was trained with training config hash {old_h}, " \
            f"the config now gives {new_h}" in text
     assert not (net_dir / "state.pt").exists()
-    monkeypatch.setattr(PatchSampler, "sample", real)
+    monkeypatch.setattr(TrainPatches, "__getitem__", real)
     rec = train_network(cfg, "udp_denoiser", progress=False)
     assert rec["config_hash"] == new_h == read_meta(net_dir)["record"]["config_hash"]
     assert not (net_dir / "state.pt").exists()
