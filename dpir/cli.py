@@ -65,14 +65,43 @@ def cmd_prepare(args):
     cfg = _config(args)
     man = prepare(cfg, args.task, args.dataset)
     print(f"prepared {args.task}/{args.dataset}: " + ", ".join(f"{k} {len(v['ids'])} images" for k, v in man["splits"].items()))
+    if man["splits"].get("train", {}).get("ids"):
+        from dpir.data.store import build_store
+
+        # the training crops' source: decoded once here, memory-mapped by every training job
+        print(f"patch store: {build_store(cfg, args.task, args.dataset, 'train')}")
 
 
 def cmd_train(args):
+    from dpir.train.launch import distributed_env, launch
     from dpir.train.loop import train_network
 
+    if args.gpus is not None:
+        argv = [a for a in sys.argv[1:]] if args.argv is None else list(args.argv)
+        rc = launch(args.gpus, _without_gpus(argv))
+        if rc:
+            raise DpirError(f"the {args.gpus} training processes of `dpir train --gpus {args.gpus}` failed "
+                            f"(exit status {rc}); their messages are above")
+        return
     cfg = _config(args)
     rec = train_network(cfg, args.network, progress=not args.quiet)
+    env = distributed_env()
+    if env is not None and not env.main:
+        return
     print(f"trained {args.network}: {rec['steps']} steps, final loss {rec['final_loss']:.4g}, {rec['seconds_this_run']:.0f} s")
+
+
+def _without_gpus(argv: list[str]) -> list[str]:
+    """``argv`` without ``--gpus N`` / ``--gpus=N`` (the processes torchrun starts train, not launch)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--gpus":
+            skip = True
+        elif not a.startswith("--gpus="):
+            out.append(a)
+    return out
 
 
 def cmd_restore(args):
@@ -212,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", required=True)
     sp = add("train", cmd_train, "train one network of the config (seeded, resumable, safetensors checkpoint)")
     sp.add_argument("--network", required=True)
+    sp.add_argument("--gpus", type=int, metavar="N", help="train on N GPUs of this machine: runs `torchrun "
+                    "--nproc_per_node N -m dpir train ...` (train.batch stays the global batch)")
     sp = add("restore", cmd_restore, "restore a prepared test set with one method and one seed")
     for a in ("--task", "--dataset", "--method"):
         sp.add_argument(a, required=True)
@@ -244,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--network", required=True)
     sp = add("list", cmd_list, "list registered method kinds, metrics, architectures and trainers")
     sp.add_argument("kind", nargs="?", choices=["methods", "metrics", "archs", "trainers"])
+    from dpir import plan
+
+    plan.add_parser(sub)     # dpir plan: FLOPs, disk, memory and GPU-hours of every job, before anything runs
     sp = add("validate", cmd_validate, "validate the config against the schema (names the offending key)")
     sp.add_argument("--print", action="store_true", help="print the resolved config with defaults")
     return p
@@ -251,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = argv            # what `dpir train --gpus N` hands on to its processes (None: sys.argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     default_show = warnings.showwarning
