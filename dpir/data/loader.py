@@ -25,16 +25,25 @@ class TrainPatches(torch.utils.data.Dataset):
     ``degrade(gt_patch, generator)``, when given, makes the observation on the fly instead of
     cropping the stored one (see :func:`dpir.tasks.train_degradation`); ``margin`` px are cropped on
     each side of the patch for it (the burst synthesis warps with a border it crops away again).
-    ``with_lq=False`` gives gt patches only (clean-image training: the denoiser)."""
+    ``with_lq=False`` gives gt patches only (clean-image training: the denoiser).
+
+    ``ir``, an :class:`dpir.data.store.IrStore` (fusion training with ``train.cache_ir``), adds
+    ``"ir"``: the crop of the frozen IR network's estimate of the *whole* stored observation at the gt
+    crop's place and symmetry, instead of the loss running the IR net on the lq crop every step.  The
+    two differ near the crop's border (the net sees the image around the crop): the cached crop is what
+    the fusion net gets at test time, where restore runs the IR net on the whole image."""
 
     def __init__(self, store, patch: int, *, seed: int, scale: int = 1, augment: bool = True, degrade=None,
-                 margin: int = 0, with_lq: bool = True, length: int | None = None):
+                 margin: int = 0, with_lq: bool = True, length: int | None = None, ir=None):
         if len(store) == 0:
             raise DpirError("no training images: the train split is empty (check the dataset and `dpir prepare`)")
         if patch % scale:
             raise DpirError(f"training patch {patch} is not divisible by the scale {scale}")
         self.store, self.patch, self.scale, self.augment, self.degrade = store, patch, scale, augment, degrade
         self.seed, self.margin, self.with_lq, self.length = int(seed), int(margin), with_lq, length
+        self.ir = ir
+        if ir is not None and (degrade is not None or not with_lq):
+            raise DpirError("cached IR estimates need stored observations (no on-the-fly degradation)")
         need = patch + 2 * self.margin
         for i in range(len(store)):
             if min(store.size(i)) < need:
@@ -59,6 +68,8 @@ class TrainPatches(torch.utils.data.Dataset):
         left = int(torch.randint((W - p) // s + 1, (1,), generator=g)) * s
         k = int(torch.randint(8, (1,), generator=g)) if self.augment else 0
         out = {"gt": self.store.crop(i, "gt", top, left, p, p, k)}
+        if self.ir is not None:
+            out["ir"] = self.ir.crop(i, top, left, p, p, k)
         if not self.with_lq:
             return out
         if self.degrade is None:

@@ -45,7 +45,8 @@ class TrainContext:
         return load_network(os.path.join(self.networks_dir, network), self.device)
 
 
-#: a batch: ``{"lq": degraded patches, "gt": clean patches}`` (``"lq"`` absent for ``data="clean"``)
+#: a batch: ``{"lq": degraded patches, "gt": clean patches}`` (``"lq"`` absent for ``data="clean"``;
+#: ``"ir"``: the cached IR estimate's crops, with ``TrainSpec.cache_ir``)
 Batch = dict[str, torch.Tensor]
 
 
@@ -59,3 +60,7 @@ class TrainSpec:
     params: Iterable[nn.Parameter] | None = None   # None: all parameters of ``model``
     data: str = "pairs"                   # "pairs": (lq, gt) patches of the task; "clean": gt only
     frozen: dict[str, nn.Module] = field(default_factory=dict)  # other networks used, for the record
+    #: ``(network name, frozen module)``: a deterministic frozen network of the observation whose
+    #: estimates of the stored training images the loop computes once (``train.cache_ir``) and hands to
+    #: the loss as ``batch["ir"]``, cropped with the gt (:class:`dpir.data.loader.TrainPatches`)
+    cache_ir: tuple[str, nn.Module] | None = None

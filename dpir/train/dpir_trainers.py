@@ -65,7 +65,14 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
 
     Burst task (paper Sec. 4.1: the fusion net is trained on the burst network's outputs converted to
     sRGB): x0_IR = ISP(phi_IR(frames), meta) and the target is ISP(linear gt, meta), each burst with its
-    own metadata (:func:`dpir.isp.process_linear_to_srgb`)."""
+    own metadata (:func:`dpir.isp.process_linear_to_srgb`).
+
+    ``train.cache_ir: true`` (stored training pairs only; default false): the frozen IR net is run once
+    over every whole training observation before training (:func:`dpir.data.store.build_ir_store`) and
+    the loss takes ``batch["ir"]``, the crop of that estimate aligned with the gt crop, instead of
+    running ``phi_IR(lq)`` every step.  A deliberate change of what the fusion net sees: the crop of
+    the whole-image estimate (what restore gives it at test time) rather than the estimate of the lq
+    crop, which differs near the crop border; so the switch is part of the training hash."""
     train = _train_cfg(net_cfg)
     for key in ("ir", "denoiser", "tau"):
         if key not in train:
@@ -78,6 +85,9 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
     tau = train["tau"]
     if not (isinstance(tau, int) and 1 <= tau <= schedule.T):
         raise DpirError(f"fusion network config key 'train.tau' must be an integer in 1..{schedule.T}, got {tau!r}")
+    cache_ir = train.get("cache_ir", False)
+    if not isinstance(cache_ir, bool):
+        raise DpirError(f"fusion network config key 'train.cache_ir' must be true or false, got {cache_ir!r}")
     ir = ctx.load(train["ir"])
     den = ctx.load(train["denoiser"])
     model = _model(net_cfg).to(ctx.device)
@@ -103,9 +113,13 @@ def fusion(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
         eps = randn(gt.shape, generator, device=gt.device, dtype=gt.dtype)
         x_t = sqrt_ab * gt + sqrt_1m * eps
         with torch.no_grad():  # frozen parts: no graph through them
-            x0_ir = srgb_batch(ir(lq), batch["meta"]) if burst else ir(lq)
+            if "ir" in batch:   # train.cache_ir: the crop of the stored whole-image estimate
+                x0_ir = batch["ir"].to(gt.dtype)
+            else:
+                x0_ir = srgb_batch(ir(lq), batch["meta"]) if burst else ir(lq)
             x0_d = den(x_t / sqrt_ab, sigma_tilde)
         return F.mse_loss(model(x0_ir, x0_d, t.to(gt.device)), gt)
 
-    return TrainSpec(model=model, loss=loss, data="pairs", frozen={"ir": ir, "denoiser": den})
+    return TrainSpec(model=model, loss=loss, data="pairs", frozen={"ir": ir, "denoiser": den},
+                     cache_ir=(train["ir"], ir) if cache_ir else None)
 

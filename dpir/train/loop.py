@@ -282,6 +282,8 @@ def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, p
     task = config["tasks"][task_name]
     dataset = train_dataset(config, network)
     seed = int(train_cfg.get("seed", 0))
+    if train_cfg.get("cache_ir", False):   # before anything is loaded: the observation must be stored
+        _check_cache_ir(config, network, task_name, dataset)
     torch.manual_seed(seed)  # initial weights
     ctx = _CheckedTrainContext(task_name=task_name, task=task, networks_dir=str(Path(config["out"]) / "networks"),
                                device=device, config=config)
@@ -306,11 +308,46 @@ def _train_locked(config: dict, network: str, net_cfg: dict, out_dir: Path, *, p
     from dpir.tasks import task_kind
 
     scale = task_kind(task).train_crop_scale(task)
+    ir_store = _ir_estimates(config, network, train_cfg, spec, store, env, device)
     data = TrainPatches(store, int(train_cfg.get("patch", 64)), seed=seed, scale=scale, degrade=degrade,
-                        margin=train_margin(task), with_lq=spec.data != "clean")
+                        margin=train_margin(task), with_lq=spec.data != "clean", ir=ir_store)
     from dpir.provenance import provenance
 
+    extra = {"cache_ir": ir_store.folder.name} if ir_store is not None else {}
     return fit(spec, data, train_cfg, out_dir, arch=net_cfg["arch"],
                kwargs=net_cfg["kwargs"], device=device, seed=seed, progress=progress, stop_after=stop_after,
-               record={"network": network, "task": task_name, "dataset": dataset, "provenance": provenance(seed=seed)},
-               env=env)
+               record={"network": network, "task": task_name, "dataset": dataset, "provenance": provenance(seed=seed),
+                       **extra}, env=env)
+
+
+def _check_cache_ir(config: dict, network: str, task_name: str, dataset: str) -> None:
+    """``train.cache_ir: true`` needs training observations that are stored, not made per sample."""
+    from dpir.tasks import train_degradation
+
+    if train_degradation(config["tasks"][task_name], (config.get("datasets") or {}).get(dataset)) is not None:
+        raise DpirError(f"networks.{network}.train.cache_ir: true needs stored training observations, but task "
+                        f"{task_name!r} makes them on the fly from dataset {dataset!r} (a new random degradation per "
+                        f"sample: no fixed image to estimate once); set it to false")
+
+
+def _ir_estimates(config: dict, network: str, train_cfg: dict, spec: TrainSpec, store, env: DistEnv,
+                  device: torch.device):
+    """With ``train.cache_ir: true``: the stored estimates of the trainer's frozen IR network over the
+    whole training observations (:func:`dpir.data.store.build_ir_store`, built by rank 0 under the
+    store's lock when missing or made by other weights or data), else None.  The IR net is frozen and
+    deterministic, so running it on every step's lq crops repeats work that can be done once."""
+    if not train_cfg.get("cache_ir", False):
+        return None
+    key = f"networks.{network}.train.cache_ir"
+    if spec.cache_ir is None:
+        raise DpirError(f"{key}: true applies to fusion training only (a frozen IR network to cache); "
+                        f"trainer {train_cfg['trainer']!r} has none: remove the key")
+    from dpir.data.store import build_ir_store, open_ir_store, weights_key
+
+    ir_name, ir = spec.cache_ir
+    ir_key = weights_key(Path(config["out"]) / "networks" / ir_name)
+    if env.main:
+        build_ir_store(store, ir_name, ir_key, ir, device, tile=config.get("tile"),
+                       overlap=int(config.get("tile_overlap", 16)))
+    barrier(env)
+    return open_ir_store(store, ir_name, ir_key)
