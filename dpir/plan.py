@@ -663,6 +663,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sp.add_argument("--bench", help="JSON written by scripts/bench_gpu.py: measured efficiencies")
     sp.add_argument("--json", help="also write the plan as JSON to this file")
     sp.add_argument("--export-jobs", metavar="FILE", help="write the paper jobs for scripts/bench_gpu.py and exit")
+    sp.add_argument("--table9", metavar="FILE", help="count only Table 9 (TFLOPs per 1280x720 output of the deblur "
+                    "and sr methods, on META; ~30 s for config/paper.yaml), write it as JSON to FILE and exit")
     return sp
 
 
@@ -680,6 +682,14 @@ def run(args) -> int:
     if args.export_jobs:
         atomic_write_text(Path(args.export_jobs), json.dumps(export_jobs(config), indent=1) + "\n")
         print(f"wrote {args.export_jobs}")
+        return 0
+    if args.table9:
+        from dpir.report.paper_cost import table9_section
+        from dpir.tflops import write_paper_table9
+
+        data = write_paper_table9(config, args.table9)
+        print("\n".join(table9_section(data)))
+        print(f"wrote {args.table9}")
         return 0
     plan = make_plan(config, args.accelerator, args.precision, bench)
     print(markdown(plan))

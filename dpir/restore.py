@@ -20,6 +20,11 @@ Reliability (each point is tested):
 - **Crash-safe replacement.**  The finished run is assembled in a folder unique to the process and
   swapped in (:func:`dpir.atomic.swap_in`); after a crash at any point the old or the new complete run
   exists, and the next restore (or score) puts the old one back (:func:`dpir.atomic.recover`).
+- **Precision.**  A method entry's ``precision`` (fp32 default, bf16, fp16) runs its network calls under
+  :func:`dpir.precision.autocast` and ``channels_last`` stores its networks and inputs NHWC; the output is
+  float32 before it is clamped and written.  An unsupported setting (fp16 on the CPU) is one line naming
+  the key before anything is written.  Both settings are in ``method_config`` (so in the run key); the
+  default run's ``run.json`` is unchanged.
 - **Checked networks.**  A network whose ``model.json`` was trained with another training config than
   the config's entry is refused (:func:`dpir.checkpoint.check_trained_for`).
 """
@@ -47,6 +52,7 @@ from dpir.data.prepare import read_manifest
 from dpir.errors import DpirError
 from dpir.measure import count_flops, count_nfe, count_params, peak_cuda_mib, peak_rss_mib
 from dpir.methods import BuildContext, build_method
+from dpir.precision import autocast, check_precision, setup_backends
 from dpir.provenance import provenance
 from dpir.results import IMAGE_SEED_RULE, RunRecord
 from dpir.rng import make_generator
@@ -215,9 +221,18 @@ def _finished_run(out_dir: Path, key: str, ids: list[str]) -> dict | None:
     return rec
 
 
-def _restore_one(m, y, g, extra, device, with_flops: bool) -> tuple[torch.Tensor, dict]:
+def method_precision(mcfg: dict, task: str, method: str, device) -> tuple[str, bool]:
+    """``(precision, channels_last)`` of a method's entry (defaults fp32, false), checked for ``device``:
+    an unsupported setting (fp16 on the CPU) is one line naming the config key, before anything runs."""
+    precision = check_precision(mcfg.get("precision", "fp32"), device, key=f"tasks.{task}.methods.{method}.precision")
+    return precision, bool(mcfg.get("channels_last", False))
+
+
+def _restore_one(m, y, g, extra, device, with_flops: bool, precision: str = "fp32") -> tuple[torch.Tensor, dict]:
+    """One image restored under the method's precision (autocast for bf16/fp16; fp32 runs exactly as
+    without it), the output back in float32 before it is clamped and written."""
     flops = flops_size = None
-    with torch.no_grad(), count_nfe(m) as counter:
+    with torch.no_grad(), count_nfe(m) as counter, autocast(precision, device):
         if with_flops:  # FLOPs of the first image, counted during its real restoration
             with count_flops() as fc:
                 t0 = time.perf_counter()
@@ -233,6 +248,7 @@ def _restore_one(m, y, g, extra, device, with_flops: bool) -> tuple[torch.Tensor
             if device.type == "cuda":
                 torch.cuda.synchronize()
             dt = time.perf_counter() - t0
+    x = x.float().contiguous()        # bf16/fp16 or channels_last outputs: float32, NCHW
     return x, {"nfe": counter.total, "nfe_groups": counter.by_group(), "seconds": dt,
                "under_flop_counter": with_flops, "flops": flops, "flops_input_size": flops_size}
 
@@ -269,7 +285,13 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
     if shard is not None:
         shard = check_shard(shard)
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
+    precision, channels_last = method_precision(method_config(config, task, method), task, method,
+                                                resolve_device(config))
     m, mcfg, tcfg, device = build(config, task, method)
+    setup_backends(device)            # TF32 on CUDA; a no-op on the CPU
+    if channels_last:                 # the method's networks' 4-D weights NHWC (its inputs follow, per image)
+        for module in m.modules().values():
+            module.to(memory_format=torch.channels_last)
     man = read_manifest(config, task, dataset)
     ids = man["splits"]["test"]["ids"]
     limit = mcfg.get("max_images")
@@ -308,7 +330,10 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
             for image_id in tqdm(todo, desc=f"{method}/seed{seed}", disable=not progress, mininterval=2.0):
                 y, extra = load(image_id)
                 y = y[None].to(device)
-                x, info = _restore_one(m, y, [make_generator(seed, image_id)], extra, device, image_id == flops_on)
+                if channels_last and y.dim() == 4:
+                    y = y.contiguous(memory_format=torch.channels_last)
+                x, info = _restore_one(m, y, [make_generator(seed, image_id)], extra, device, image_id == flops_on,
+                                       precision)
                 if groups is None:
                     groups = info["nfe_groups"]
                 elif info["nfe_groups"] != groups:

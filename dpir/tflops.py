@@ -109,3 +109,57 @@ def write_tflops(config: dict, task: str, out_dir: str | Path, width: int = 1280
     atomic_write_text(out, json.dumps({"task": task, "width": width, "height": height, "rows": rows,
                                        "markdown": "\n".join(lines)}, indent=2))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Table 9 at the paper's sizes, counted on the META device (no weights, no data)
+
+#: the tasks of the paper's Table 9 form that take a 1280x720 RGB image (bursts have no such input)
+PAPER_TABLE9_TASKS = ("deblur", "sr")
+PAPER_TABLE9_FORMAT = "dpir-paper-table9/1"
+
+
+def paper_table9(config: dict, tasks=PAPER_TABLE9_TASKS, width: int = 1280, height: int = 720) -> dict:
+    """TFLOPs per ``width x height`` output image of every counted method of ``tasks``, at the config's
+    own architectures (``config/paper.yaml``: the paper's sizes), with :func:`dpir.plan.restore_image`
+    on the META device: a whole restore (every network call; repeated calls of one shape replayed, so a
+    1001-step chain costs seconds), so any machine can check the paper's cost claim at its own scale.
+    Published rows (copied scores) and methods without a network (bicubic, the observation) are left
+    out: there is nothing to count."""
+    import time
+
+    from dpir.plan import restore_image
+
+    t0 = time.perf_counter()
+    rows = []
+    for task in tasks:
+        tcfg = config["tasks"].get(task)
+        if tcfg is None or not task_kind(tcfg).image_input:
+            continue
+        for name, mcfg in tcfg["methods"].items():
+            if is_published(mcfg):
+                continue
+            r = restore_image(config, task, name, height, width)
+            if not r["nfe"]:
+                continue
+            rows.append({"task": task, "method": name, "kind": mcfg["kind"], "label": mcfg.get("label", name),
+                         "nfe": r["nfe"], "params": r["params"], "tflops": r["image_flops"] / 1e12,
+                         "tflops_per_nfe": r["image_flops"] / 1e12 / r["nfe"], "flops_counted": r["flops_counted"]})
+    return {"format": PAPER_TABLE9_FORMAT, "width": width, "height": height, "tasks": list(tasks),
+            "config_sources": [_repo_relative(p) for p in config.get("_sources") or []], "rows": rows,
+            "count_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _repo_relative(path: str) -> str:
+    """``config/paper.yaml`` rather than this checkout's absolute path (the file is the same on any machine)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def write_paper_table9(config: dict, out: str | Path, width: int = 1280, height: int = 720) -> dict:
+    data = paper_table9(config, width=width, height=height)
+    atomic_write_text(Path(out), json.dumps(data, indent=1) + "\n")
+    return data

@@ -10,6 +10,7 @@ import pytest
 
 from dpir import paths as P
 from dpir import workflow_facts as F
+from dpir.report.paper_cost import paper_cost_path
 from dpir.config import ablation_dataset, ablation_tables, all_methods, enabled_tasks, load_config, method_config
 from helpers import ROOT
 
@@ -153,6 +154,7 @@ def _predicted_jobs(c) -> Counter:
     for t in F.tflops_tasks(c):
         jobs[("tflops", str(P.tflops(c, t)))] += 1
     jobs[("report", str(P.report(c)))] += 1
+    jobs[("paper_table9", str(paper_cost_path(c)))] += 1     # Table 9 at paper size, counted for the report
     if ablation_tables(c):
         jobs[("ablations", str(P.ablations(c)))] += 1
     jobs[("all", "")] += 1

@@ -8,5 +8,6 @@
     ablation_rows.py   ablation tables of kind rows / tau_sweep
     ablation_cost.py   ablation tables of kind training_cost / flops
     ablations.py       the ablation section and ablations.md (``dpir ablations``)
+    paper_cost.py      Table 9 at paper size: the counted TFLOPs, ratios to DP-IR, the claim's verdicts
     plots.py           figures (perception-distortion, tau sweeps)
 """

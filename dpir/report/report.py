@@ -155,6 +155,10 @@ def render_report(config: dict) -> Path:
             rel = os.path.relpath(fig, report_path.parent)
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
                       f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
+    from dpir.report.paper_cost import paper_cost_path, read_table9, table9_section
+
+    t9 = paper_cost_path(config)
+    parts += table9_section(read_table9(t9), f"{t9}")
     from dpir.report.ablations import render_ablations
 
     if ablation_tables(config):

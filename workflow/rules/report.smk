@@ -1,3 +1,10 @@
+# Table 9 at paper size reads the paper's architectures from the repository's config/paper.yaml, whatever
+# the workflow's own config (the report checks the paper's cost claim at its own scale on any machine).
+from dpir.report.paper_cost import paper_cost_path
+
+PAPER_CONFIG = str(Path(workflow.basedir) / "config" / "paper.yaml")
+
+
 rule tflops:
     input:
         nets=tflops_nets,
@@ -14,11 +21,26 @@ rule tflops:
         "{DPIR} tflops -q {CFGARG} --task {wildcards.task:q} > {log:q} 2>&1"
 
 
+rule paper_table9:
+    """Table 9 at the paper's architectures (config/paper.yaml), counted on META: no weights, no data, ~40 s."""
+    input:
+        paper=PAPER_CONFIG,
+    output:
+        str(paper_cost_path(CFG)),
+    log:
+        str(P.logs(CFG) / "paper_table9.log"),
+    benchmark:
+        str(P.benchmark_pattern(CFG, "paper_table9", "all")),
+    shell:
+        "{DPIR} plan --config {input.paper:q} --table9 {output:q} > {log:q} 2>&1"
+
+
 rule report:
     input:
         scores=score_files(F.runs(CFG)),
         manifests=sorted({manifest_file(t, d) for t, d, _, _ in F.runs(CFG)}),
         tflops=[str(P.tflops(CFG, t)) for t in enabled_tasks(CFG) if CFG["tasks"][t]["kind"] != "burst"],
+        paper_table9=str(paper_cost_path(CFG)),
         ablations=ablation_inputs(),
     output:
         report=REPORT,
