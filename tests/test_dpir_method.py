@@ -196,7 +196,7 @@ def test_build_missing_checkpoint_is_a_user_error(tmp_path):
 
 class StubContext(TrainContext):
     def __init__(self, frozen):
-        super().__init__(task_name="sr", task={}, networks_dir="/nonexistent", device=torch.device("cpu"))
+        super().__init__(task_name="sr", task={"kind": "sr"}, networks_dir="/nonexistent", device=torch.device("cpu"))
         self.frozen = frozen
 
     def load(self, network):

@@ -244,7 +244,7 @@ def test_kd_loss_formula():
 
 
 def test_losses_decrease_stage1_then_stage2(tmp_path):
-    ctx = TrainContext("sr", {"scale": 4}, str(tmp_path), CPU)
+    ctx = TrainContext("sr", {"kind": "sr", "scale": 4}, str(tmp_path), CPU)
     cfg1 = {"arch": "diffir_s1", "kwargs": {"task": "sr", **TINY}, "train": {"trainer": "diffir_s1"}}
     torch.manual_seed(0)
     spec1 = build_s1(cfg1, ctx)
@@ -266,7 +266,7 @@ def test_losses_decrease_stage1_then_stage2(tmp_path):
 
 
 def test_trainer_options_that_are_not_implemented(tmp_path):
-    ctx = TrainContext("sr", {"scale": 4}, str(tmp_path), CPU)
+    ctx = TrainContext("sr", {"kind": "sr", "scale": 4}, str(tmp_path), CPU)
     with pytest.raises(DpirError, match="not implemented"):
         build_s1({"kwargs": TINY, "train": {"gan": True}}, ctx)
     with pytest.raises(DpirError, match="not implemented"):
@@ -274,7 +274,7 @@ def test_trainer_options_that_are_not_implemented(tmp_path):
     with pytest.raises(DpirError, match="train.teacher"):
         build_s2({"kwargs": TINY, "train": {}}, ctx)
     with pytest.raises(DpirError, match="scale 1"):
-        build_s1({"kwargs": TINY}, TrainContext("deblur", {"scale": 1}, str(tmp_path), CPU))
+        build_s1({"kwargs": TINY}, TrainContext("deblur", {"kind": "deblur", "scale": 1}, str(tmp_path), CPU))
 
 
 # ---------------------------------------------------------------- official checkpoints

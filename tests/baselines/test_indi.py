@@ -110,7 +110,7 @@ def test_method_build_from_trained_network(tmp_path):
 
 # ------------------------------------------------------------------------------ trainer
 
-CTX = TrainContext("sr", {"scale": 4}, "/nonexistent", torch.device("cpu"))
+CTX = TrainContext("sr", {"kind": "sr", "scale": 4}, "/nonexistent", torch.device("cpu"))
 
 
 def _batch(seed=0, b=4, size=16):
