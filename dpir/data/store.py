@@ -128,8 +128,19 @@ def _build_locked(folder: Path, pairs: list, key: str) -> None:
     log.info("patch store %s: %d images, %.2f GB (%s)", folder, len(entries), offset * dt.itemsize / 2**30, dtype)
 
 
+class _LazyPixels:
+    """The pixel array is opened on first use in each process and never pickled (DataLoader workers
+    open their own memory map)."""
+
+    def __post_init__(self):
+        self._pixels = None
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_pixels"} | {"_pixels": None}
+
+
 @dataclass
-class PatchStore:
+class PatchStore(_LazyPixels):
     """A built store, opened lazily in each process (a memmap is not sent to data-loader workers:
     each opens the file itself)."""
 
@@ -138,12 +149,6 @@ class PatchStore:
     images: list[dict]
     in_memory: bool = False
     key: str = ""            # the manifest hash it was built for (what an IR estimate store is keyed by)
-
-    def __post_init__(self):
-        self._pixels = None
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_pixels"} | {"_pixels": None}
 
     @property
     def pixels(self) -> np.ndarray:
@@ -329,18 +334,12 @@ def _build_ir_locked(folder: Path, store: PatchStore, net, device, key: dict) ->
 
 
 @dataclass
-class IrStore:
+class IrStore(_LazyPixels):
     """The stored IR estimates of a data store's images, cropped in gt coordinates (opened lazily per process)."""
 
     folder: Path
     dtype: str
     images: list[dict]
-
-    def __post_init__(self):
-        self._pixels = None
-
-    def __getstate__(self):
-        return {k: v for k, v in self.__dict__.items() if k != "_pixels"} | {"_pixels": None}
 
     @property
     def pixels(self) -> np.ndarray:
