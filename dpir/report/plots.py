@@ -46,12 +46,7 @@ def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: 
     ax.set_ylabel(axis_label(y_metric))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path: Path, title: str,
@@ -94,9 +89,16 @@ def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path:
         ax.yaxis.get_major_formatter().set_useOffset(False)
     a.xaxis.get_major_formatter().set_useOffset(False)
     fig.suptitle(title, fontsize=11)
+    return _save(fig, fig_path)
+
+
+def _save(fig, path) -> Path:
+    """Lay out, write and close a figure; the folder is created."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    fig_path = Path(fig_path)
-    fig_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(fig_path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
     plt.close(fig)
-    return fig_path
+    return path
