@@ -12,6 +12,14 @@ every results record) and the report (arrows, digits) read these declarations, s
 metric is one :func:`preset` call next to its factory::
 
     preset("mae", "mypkg.metrics:mae", lower_better=True, digits=4, unit="", description="mean |out - ref|")
+
+Any per-image pyiqa metric is also a preset, by the name ``pyiqa:<name>`` (``pyiqa:niqe``,
+``pyiqa:dists``): ``name in METRICS`` accepts it, :func:`preset_info` declares it from pyiqa's own
+table (direction; 2 digits and dB for PSNR, else 4), and :func:`get_metric` builds
+:class:`dpir.metrics.pyiqa_any.PyiqaMetric`.  The names are read from pyiqa's source without
+importing it (:mod:`dpir.metrics.pyiqa_catalog`), so validation stays torch-free.  Iterating METRICS
+lists the registered presets only (pyiqa has over a hundred); :func:`unknown_metric` is the one-line
+error for a name that is neither, with close matches among pyiqa's names for a ``pyiqa:`` one.
 """
 from __future__ import annotations
 
@@ -19,7 +27,8 @@ import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dpir.errors import DpirError
+from dpir.errors import DpirError, UnknownNameError
+from dpir.metrics import pyiqa_catalog
 from dpir.registry import Registry
 
 if TYPE_CHECKING:
@@ -40,6 +49,7 @@ __all__ = [
     "preset",
     "preset_info",
     "unit_of",
+    "unknown_metric",
 ]
 
 #: the weight-free metric that stands in for LPIPS as the report's perceptual axis offline
@@ -50,7 +60,29 @@ PERCEPTUAL_AXES = ("lpips_alex", "topiq_delta", OFFLINE_PERCEPTUAL)
 #: digits shown for a metric name that is not a registered preset (e.g. in copied published scores)
 DEFAULT_DIGITS = 4
 
-METRICS = Registry("metric", returns="dpir.metrics.base:Metric", required_meta=("lower_better", "digits"))
+#: the factory of every ``pyiqa:<name>`` preset (it takes the name, then the preset's options)
+PYIQA_TARGET = "dpir.metrics.pyiqa_any:pyiqa_metric"
+
+
+class MetricRegistry(Registry):
+    """The preset table, which also contains every valid ``pyiqa:<name>``: ``in`` (what validation
+    asks) accepts them, iteration and item access see the registered presets only, and
+    :func:`preset_info` / :func:`get_metric` serve both."""
+
+    def __contains__(self, name: object) -> bool:
+        return self.registered(name) or pyiqa_catalog.lookup(name) is not None
+
+    def registered(self, name: object) -> bool:
+        """Whether ``name`` is a registered preset (a ``pyiqa:`` name only if someone registered it)."""
+        return super().__contains__(name)
+
+
+METRICS = MetricRegistry("metric", returns="dpir.metrics.base:Metric", required_meta=("lower_better", "digits"))
+
+
+def _pyiqa_only(name: str) -> bool:
+    """``pyiqa:<name>`` that no registered preset of the same name overrides."""
+    return pyiqa_catalog.is_pyiqa(name) and not METRICS.registered(name)
 
 
 @dataclass(frozen=True)
@@ -77,8 +109,25 @@ def preset(name: str, target: str, *, lower_better: bool, digits: int, unit: str
 
 def preset_info(name: str) -> MetricPreset:
     """The declaration of preset ``name`` (UnknownNameError if it is not registered)."""
+    if _pyiqa_only(name):
+        info = pyiqa_catalog.lookup(name)
+        if info is None:
+            raise unknown_metric(name)
+        psnr = info.name.startswith("psnr")
+        return MetricPreset(name=name, target=PYIQA_TARGET, lower_better=info.lower_better,
+                            digits=2 if psnr else DEFAULT_DIGITS, unit="dB" if psnr else "",
+                            description=f"pyiqa's {info.name!r} ({info.mode}) with pyiqa's defaults")
     e = METRICS.entry(name)
     return MetricPreset(name=name, target=e.target, **e.meta)
+
+
+def unknown_metric(name: str) -> UnknownNameError:
+    """The one-line error for a metric name that is not a preset (close matches among pyiqa's names
+    for ``pyiqa:<name>``, among the presets otherwise)."""
+    e = UnknownNameError("metric preset", name, METRICS)
+    if pyiqa_catalog.is_pyiqa(name):
+        e.args = (pyiqa_catalog.unknown(name),)   # pyiqa's names, not the hundred-odd listed in full
+    return e
 
 
 # name, factory, lower is better, digits, unit, description
@@ -121,16 +170,27 @@ def unit_of(name: str) -> str:
     return preset_info(name).unit if name in METRICS else ""
 
 
+def _pyiqa_factory(name: str):
+    """The factory of preset ``pyiqa:<name>``: the preset's options only, as a registered factory."""
+    from dpir.metrics.pyiqa_any import pyiqa_metric
+
+    def build(crop_border: int = 0) -> Metric:
+        return pyiqa_metric(name, crop_border)
+
+    return build
+
+
 def get_metric(name: str, **options) -> "Metric":
     """Build the preset ``name`` with its ``options``; unknown names and options are user errors."""
     info = preset_info(name)
-    factory = METRICS.load(name)
+    from_pyiqa = _pyiqa_only(name)
+    factory = _pyiqa_factory(name) if from_pyiqa else METRICS.load(name)
     accepted = list(inspect.signature(factory).parameters)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise DpirError(f"metric {name!r} has no option {', '.join(repr(u) for u in unknown)}; "
                         f"it accepts: {', '.join(accepted) or 'no options'}. Fix the metric options in the config")
-    m = METRICS.build(name, **options)
+    m = factory(**options) if from_pyiqa else METRICS.build(name, **options)
     if not m.name:
         m.name = name
     # the direction is declared by the preset only; the instance carries it into the results record
