@@ -72,19 +72,23 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
 
 def load_network(directory: str | os.PathLike, device: torch.device | str = "cpu",
                  expect_arch: str | None = None) -> nn.Module:
-    """Rebuild and load a network saved by :func:`save_network`, in eval mode, gradients off."""
-    from dpir.nets import build_network
+    """Rebuild and load a network saved by :func:`save_network`, in eval mode, gradients off.
+
+    The weights are read first: an architecture whose constructor has a ``from_state`` attribute
+    (``spandrel``: any detected checkpoint) is rebuilt from them rather than from keyword arguments."""
+    from dpir.nets import ARCHS, build_network, resolve
 
     meta = read_meta(directory)
     if expect_arch is not None and meta["arch"] != expect_arch:
         raise DpirError(f"{directory} holds a {meta['arch']!r} network, but {expect_arch!r} was expected; "
                         f"point the config at the right network")
-    model = build_network(meta["arch"], **meta["kwargs"])
     path = Path(directory) / MODEL_FILE
     try:
         state = load_file(str(path))
     except Exception as e:  # safetensors raises several types for corrupt files
         raise DpirError(f"cannot read {path} ({e}); delete it and retrain") from None
+    from_state = getattr(resolve(ARCHS, "architecture", meta["arch"]), "from_state", None)
+    model = from_state(state) if from_state else build_network(meta["arch"], **meta["kwargs"])
     load_state_strict(model, state, str(path))
     model.to(device).eval().requires_grad_(False)
     return model

@@ -21,6 +21,9 @@ Loaders by architecture (the file layouts differ):
 - ``rrdb``: BasicSR/ESRGAN "new" key layout (``conv_first``, ``body.N.rdbM.convK``, ``conv_body``,
   ``conv_up1``, ``conv_hr``, ``conv_last``; or the older ``RRDB_trunk``/``trunk_conv``/``upconv``/``HRconv``
   names) is renamed to the sequential layout of spandrel's RRDBNet, then loaded strictly;
+- ``spandrel`` (no kwargs): any checkpoint spandrel detects (:func:`dpir.nets.foreign.load_foreign`); the
+  detected facts (architecture, scale, channels, parameters, padding multiple) go into ``model.json`` as
+  ``foreign``, and :func:`dpir.checkpoint.load_network` rebuilds the network from its saved weights;
 - everything else: :func:`dpir.nets.adapters.load_official`, which takes a raw state dict or one under
   ``params_ema`` / ``params`` / ``state_dict``, strips a DDP ``module.`` prefix and loads strictly.  This
   covers SwinIR (``params``), FFTformer (the release file is a raw state dict, loaded strictly by the
@@ -116,6 +119,40 @@ def rrdb_to_sequential(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
     return out
 
 
+_SEQ_BLOCK = re.compile(r"^model\.1\.sub\.(\d+)\.RDB(\d)\.conv(\d)\.0\.(weight|bias)$")
+_SEQ_TOP = re.compile(r"^model\.(\d+)\.(weight|bias)$")
+_SEQ_BODY = re.compile(r"^model\.1\.sub\.(\d+)\.(weight|bias)$")
+
+
+def rrdb_from_sequential(state: dict[str, torch.Tensor], old: bool = False) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`rrdb_to_sequential`: spandrel's sequential RRDBNet names to BasicSR's
+    (``conv_first``, ``body.N.rdbM.convK``, ``conv_body``, ``conv_up<u>``, ``conv_hr``, ``conv_last``) or,
+    with ``old``, to the older ESRGAN names (``RRDB_trunk.N.RDBM.convK``, ``trunk_conv``, ``upconv<u>``,
+    ``HRconv``).  Only the plain RRDBNet has these layouts: a key of another variant (ESRGAN+'s
+    ``conv1x1``, a pixel-shuffle upsampler) is a ValueError naming it."""
+    blocks = {int(m.group(1)) for k in state if (m := _SEQ_BLOCK.match(k))}
+    tops = sorted({int(m.group(1)) for k in state if (m := _SEQ_TOP.match(k))})
+    nb = max(blocks) + 1 if blocks else 0
+    if not tops or tops[0] != 0 or (tops[-1] - 4) % 3:
+        raise ValueError("not a sequential RRDBNet state dict (model.0 ... model.<3U+4>)")
+    n_up = (tops[-1] - 4) // 3
+    stems = {0: "conv_first", 3 * n_up + 2: "HRconv" if old else "conv_hr", 3 * n_up + 4: "conv_last",
+             **{3 * u: f"{'upconv' if old else 'conv_up'}{u}" for u in range(1, n_up + 1)}}
+    out: dict[str, torch.Tensor] = {}
+    for k, v in state.items():
+        if m := _SEQ_BLOCK.match(k):
+            i, j, c, suffix = m.groups()
+            new = f"RRDB_trunk.{i}.RDB{j}.conv{c}.{suffix}" if old else f"body.{i}.rdb{j}.conv{c}.{suffix}"
+        elif (m := _SEQ_BODY.match(k)) and int(m.group(1)) == nb:
+            new = f"{'trunk_conv' if old else 'conv_body'}.{m.group(2)}"
+        elif (m := _SEQ_TOP.match(k)) and int(m.group(1)) in stems:
+            new = f"{stems[int(m.group(1))]}.{m.group(2)}"
+        else:
+            raise ValueError(f"key {k!r} has no name in the BasicSR/ESRGAN RRDBNet layout")
+        out[new] = v
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 
 def check_single_checkpoint(path: Path, where: str = "official") -> None:
@@ -137,6 +174,8 @@ def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tupl
     """Build ``arch`` and load the official file; returns the model and the complete constructor
     kwargs to store (for SRDiff the values read off the file are added)."""
     kwargs = dict(kwargs or {})
+    if arch == "spandrel":
+        return load_spandrel(path, kwargs)[0], {}
     if arch == "srdiff":
         from baselines.srdiff.checkpoint import (
             SCHEDULE_BUFFERS,
@@ -167,6 +206,19 @@ def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tupl
     return model, kwargs
 
 
+def load_spandrel(path: Path, kwargs: dict, where: str = "official"):
+    """``(module, ForeignNet)`` of a checkpoint of architecture ``spandrel``: detected, never configured."""
+    from dpir.nets.foreign import load_foreign
+
+    if kwargs:
+        key = where.rsplit(".", 1)[0] + ".kwargs" if "." in where else "kwargs"
+        raise DpirError(f"config key {key!r}: architecture 'spandrel' reads its "
+                        f"hyperparameters off the checkpoint; remove `kwargs` (or name the architecture instead)")
+    foreign = load_foreign(path, where)
+    foreign.check_rgb(where)
+    return foreign.module, foreign
+
+
 def import_official(config: dict, network: str) -> Path:
     """Resolve, load and save the official weights of ``network``; returns the saved model file."""
     from dpir.fetch.download import sha256_file
@@ -186,11 +238,16 @@ def import_official(config: dict, network: str) -> Path:
         if waited and file_stamp(out_dir / META_FILE) != before and _imported(out_dir, arch, cfg_kwargs, source, sha):
             log.info("%s was imported by another process while this one waited: reusing %s", network, out_dir)
             return paths.network_file(config, network)
-        model, kwargs = load_official_network(arch, cfg_kwargs, path)
+        extra: dict[str, Any] = {}
+        if arch == "spandrel":    # what spandrel detected is recorded with the weights
+            model, foreign = load_spandrel(path, cfg_kwargs, f"networks.{network}.official")
+            kwargs, extra["foreign"] = {}, foreign.facts()
+        else:
+            model, kwargs = load_official_network(arch, cfg_kwargs, path)
         # the old model.json goes first: a crash while saving never leaves new weights under old metadata
         (out_dir / META_FILE).unlink(missing_ok=True)
         save_network(model, out_dir, arch, kwargs, official_source=source, official_path=str(path),
-                     official_sha256=sha, network=network)
+                     official_sha256=sha, network=network, **extra)
         # a train_log.json of an earlier, trained network of the same name would be reported as this one's
         (out_dir / "train_log.json").unlink(missing_ok=True)
     return paths.network_file(config, network)

@@ -42,7 +42,8 @@ def default_pad_multiple(net: nn.Module, task: dict) -> int:
 
     if not task_kind(task).image_input:     # packed RGGB frames
         return 2
-    return max(1, int(getattr(net, "window_size", 1) or 1))
+    # a spandrel network states its own size requirement (dpir.nets.foreign sets ``input_multiple``)
+    return max(1, int(getattr(net, "input_multiple", 0) or getattr(net, "window_size", 1) or 1))
 
 
 def restore_padded(net, y: torch.Tensor, multiple: int) -> torch.Tensor:

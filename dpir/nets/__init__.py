@@ -23,9 +23,12 @@ ARCHS = Registry("architecture", returns="torch.nn:Module", entries={
     "rrdb": "dpir.nets.adapters:rrdb",
     "nafnet": "dpir.nets.adapters:nafnet",
     "fftformer": "dpir.nets.adapters:fftformer",
+    # any checkpoint spandrel detects (built from its weights: dpir.nets.foreign, `official:` only)
+    "spandrel": "dpir.nets.foreign:spandrel",
     # ours
     "mirnet_s": "dpir.nets.mirnet_s:MIRNetS",
     "udp": "dpir.nets.udp:UDP",
+    "msrresnet": "dpir.nets.msrresnet:MSRResNet",     # BasicSR's modified SRResNet, official key names
     "fusion": "dpir.nets.fusion:FusionNet",
     "fusion_tdwa": "dpir.nets.fusion_variants:TDWA",
     "fusion_ldwt": "dpir.nets.fusion_variants:LDWT",
