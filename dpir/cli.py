@@ -122,6 +122,11 @@ def cmd_restore(args):
         else:
             rec = restore_dataset(cfg, args.task, args.dataset, args.method, args.seed, progress=not args.quiet,
                                   shard=shard)
+    if rec.get("kind") == "outputs":
+        from dpir.outputs import summary
+
+        print(summary(rec))
+        return
     spi = rec.get("seconds_per_image")
     print(f"restored {rec['n_images']} images with {args.method} (seed {args.seed}"
           + (f", shard {shard[0]}/{shard[1]}" if shard else "") + f"): NFE {rec['nfe']}, "
@@ -135,6 +140,23 @@ def cmd_score(args):
     rec = score_run(cfg, args.task, args.dataset, args.method, args.seed)
     summary = ", ".join(f"{k} {v['mean']:.4f}" if v["available"] else f"{k} n/a" for k, v in rec["metrics"].items())
     print(f"scored {args.method} seed {args.seed}: {summary}")
+
+
+def cmd_score_folder(args):
+    from dpir.score_folder import format_table, score_folder
+
+    rec = score_folder(args.pred, args.gt, args.preset, args.crop, args.out)
+    print(format_table(rec, per_image=args.per_image))
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def cmd_export(args):
+    from dpir.export import export_network
+
+    cfg = _config(args)
+    written = export_network(cfg, args.network, args.layout, args.out)
+    print(f"exported {args.network} ({args.layout} layout) to {written}")
 
 
 def cmd_tables(args):
@@ -255,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
     for a in ("--task", "--dataset", "--method"):
         sp.add_argument(a, required=True)
     sp.add_argument("--seed", type=int, default=0)
+    sp = sub.add_parser("score-folder", help="score a folder of restored images against a folder of targets "
+                        "(no config): the metric presets' conventions, files paired by name",
+                        description="score a folder of restored images against a folder of targets (no config): "
+                        "the metric presets' conventions, files paired by name")
+    sp.set_defaults(func=cmd_score_folder)
+    sp.add_argument("--pred", required=True, metavar="DIR", help="the restored images")
+    sp.add_argument("--gt", required=True, metavar="DIR", help="the targets, same file names (stems)")
+    sp.add_argument("--preset", action="append", metavar="NAME", help="a metric preset (repeatable or "
+                    "comma-separated; default psnr_rgb,ssim_rgb; see `dpir list metrics`)")
+    sp.add_argument("--crop", type=int, default=0, metavar="N", help="pixels cut from each border before scoring")
+    sp.add_argument("--per-image", action="store_true", help="print a row per image, not only the mean")
+    sp.add_argument("--out", metavar="FILE.json", help="write the scores (per image, means, conventions) as JSON")
     add("tables", cmd_tables, "render the tables (Markdown + CSV) from the results JSON files")
     sp = add("tflops", cmd_tflops, "TFLOPs per image at a fixed output size (per-step cost x NFE + once-per-image)")
     sp.add_argument("--task", required=True)
@@ -273,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("import-official", cmd_import_official, "load a network's official checkpoint (config `official:`, "
              "a fetch name or a path) and save it where `dpir train` would (no training)")
     sp.add_argument("--network", required=True)
+    sp = add("export", cmd_export, "write a network's weights as a checkpoint other code loads (BasicSR "
+             "params_ema, a raw state dict, or the old ESRGAN key names)")
+    sp.add_argument("--network", required=True)
+    sp.add_argument("--layout", required=True, choices=["basicsr", "raw", "esrgan_old"])
+    sp.add_argument("--out", metavar="FILE", help="the checkpoint file to write (default: under <out>/exports/)")
     sp = add("list", cmd_list, "list registered method kinds, metrics, architectures and trainers")
     sp.add_argument("kind", nargs="?", choices=["methods", "metrics", "archs", "trainers"])
     from dpir import plan
@@ -302,6 +341,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except DpirError as e:
+        if args.verbose and e.__cause__ is not None:   # a user's code raised (kind python): its traceback
+            import traceback
+
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"dpir: error: {one_line(str(e), args.verbose)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,6 +27,9 @@ Reliability (each point is tested):
   default run's ``run.json`` is unchanged.
 - **Checked networks.**  A network whose ``model.json`` was trained with another training config than
   the config's entry is refused (:func:`dpir.checkpoint.check_trained_for`).
+- **Imported outputs.**  A method of kind ``outputs`` (images restored elsewhere) is not built: its folder
+  is checked and imported by :func:`dpir.outputs.import_outputs`, written here like any run.  A method
+  that names its network's ``architecture`` has it recorded as ``provenance.architecture``.
 """
 from __future__ import annotations
 
@@ -57,6 +60,7 @@ from dpir.provenance import provenance
 from dpir.results import IMAGE_SEED_RULE, RunRecord
 from dpir.rng import make_generator
 from dpir.tasks import task_kind
+from dpir.workflow_facts import is_outputs
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +81,12 @@ def build(config: dict, task: str, method: str):
     tcfg = task_config(config, task)
     mcfg = method_config(config, task, method)
     device = resolve_device(config)
+    if is_outputs(mcfg):
+        raise DpirError(f"method {method!r} of task {task!r} is of kind 'outputs' (images restored elsewhere, "
+                        f"imported by `dpir restore`): it has no model to build or measure")
     ctx = _CheckedContext(task_name=task, task=tcfg, networks_dir=str(Path(config["out"]) / "networks"),
                           device=device, config=config)
+    ctx.method_name = method          # for the factories' one-line errors (tasks.<task>.methods.<name>.<key>)
     m = build_method(mcfg, ctx).to(device).eval()
     m.name = method
     m.checkpoints = dict(getattr(ctx, "used", {}))  # network name -> folder, for the resume key
@@ -170,11 +178,19 @@ def _network_stamps(m) -> dict:
 
 def _run_key(config, tcfg, mcfg, man, m, device, seed, shard) -> str:
     """Everything the pixels of a run depend on: images restored under another key are not reused."""
-    return config_hash({
+    key = {
         "method_config_hash": config_hash(mcfg), "task_config_hash": config_hash(tcfg), "seed": seed,
         "shard": list(shard) if shard else None, "png_bits": int(config.get("png_bits", 8)),
         "tile": config.get("tile"), "tile_overlap": config.get("tile_overlap") if config.get("tile") else None,
-        "device": device.type, "networks": _network_stamps(m), "manifest": config_hash(man)})
+        "device": device.type, "networks": _network_stamps(m), "manifest": config_hash(man)}
+    code = getattr(m, "code_source", None)
+    if code:            # a user's model (kind python): its source file's hash (the other kinds' keys stay as they were)
+        key["code"] = code
+    ckpt = getattr(m, "checkpoint_path", None)
+    if ckpt:            # a checkpoint file read directly (kind checkpoint): a changed file is another run
+        stamp = file_stamp(Path(ckpt))
+        key["checkpoint"] = [ckpt, list(stamp[1:]) if stamp else None]
+    return config_hash(key)
 
 
 def _open_partial(partial: Path, key: str, ids: list[str]) -> dict[str, dict]:
@@ -284,6 +300,13 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
 
     if shard is not None:
         shard = check_shard(shard)
+    if is_outputs(method_config(config, task, method)):
+        if shard is not None:
+            raise DpirError(f"method {method!r} is of kind 'outputs': its folder is imported in one go, so --shard "
+                            f"does not apply; run `dpir restore` without --shard")
+        from dpir.outputs import import_outputs
+
+        return import_outputs(config, task, dataset, method, seed)
     torch.set_num_threads(int(config.get("threads", torch.get_num_threads())))
     precision, channels_last = method_precision(method_config(config, task, method), task, method,
                                                 resolve_device(config))
@@ -359,11 +382,25 @@ def restore_dataset(config: dict, task: str, dataset: str, method: str, seed: in
             png_bits=bits, shard=list(shard) if shard else None,
             tiled_modules=getattr(m, "tiled_modules", None), tile=config.get("tile"),
             run_key=key, resumed_images=len(ids) - len(todo),
-            provenance=provenance(device, seed=seed, torch_threads=torch.get_num_threads()),
+            provenance=_provenance(m, device, seed),
         )
         _publish(out_dir, record, [(partial / f"{i}.png", f"{i}.png") for i in ids])
         shutil.rmtree(partial, ignore_errors=True)
     return record.to_dict()
+
+
+def _provenance(m, device, seed: int) -> dict:
+    """The run's provenance; ``architecture`` added when the method names its network's architecture (a
+    checkpoint's, detected by spandrel), ``code`` when it is a user's model (kind python: entry, file,
+    sha256); both inside ``provenance``, so that run.json keeps its keys."""
+    prov = provenance(device, seed=seed, torch_threads=torch.get_num_threads())
+    arch = getattr(m, "architecture", None)
+    if isinstance(arch, str) and arch:
+        prov["architecture"] = arch
+    code = getattr(m, "code_source", None)
+    if code:           # kind python: the user's entry, module file and its sha256
+        prov["code"] = code
+    return prov
 
 
 def _publish(out_dir: Path, record: RunRecord, files: list[tuple[Path, str]]) -> None:
@@ -383,6 +420,9 @@ def merge_shards(config: dict, task: str, dataset: str, method: str, seed: int, 
     every image's noise depends only on (seed, id)).  The shards are deleted once the merged run is in
     place; a merge that finds the merged run already there and its shards consumed returns it."""
     n = check_shard_count(n)
+    if is_outputs(method_config(config, task, method)):
+        raise DpirError(f"method {method!r} is of kind 'outputs' and is never sharded: import it with `dpir restore "
+                        f"--task {task} --dataset {dataset} --method {method}` (no --merge-shards)")
     out_dir = paths.restored_dir(config, task, dataset, method, seed)
     mhash = config_hash(method_config(config, task, method))
     thash = config_hash(task_config(config, task))

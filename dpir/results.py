@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union
 
 from dpir.errors import DpirError
+from dpir.workflow_facts import OUTPUTS   # the kind of an imported folder of outputs
 
 SCHEMA_VERSION = 1
 #: the rule every method's per-image generator follows (recorded in run.json)
@@ -304,6 +305,35 @@ class ScoreRecord(_Record):
         return None
 
 
+# ------------------------------------------------------------------ declared cost, architecture
+
+# Two facts a run may carry beyond the measured cost, kept inside the records' existing fields so that
+# the JSON of every run and results file stays exactly as before (tests/test_results_schema.py):
+#
+# * a row of kind ``outputs`` (dpir.outputs) was restored outside the harness: its NFE, parameters and
+#   TFLOPs are the values its config entry declares (``nfe``, ``params``, ``tflops``; absent: n/a), read
+#   from the record's ``method_config``, and nothing is timed;
+# * ``provenance.architecture``: the network architecture a method reports (``Method.architecture``,
+#   e.g. the one spandrel detects in a checkpoint), written by dpir.restore when the method has one.
+
+DECLARED_COST_KEYS = ("nfe", "params", "tflops")
+
+
+def declared_cost(rec: dict) -> dict | None:
+    """``{"nfe", "params", "tflops"}`` as declared (None where not declared) for a run or results record of
+    an imported row (kind ``outputs``); None for a measured run."""
+    if rec.get("kind") != OUTPUTS:
+        return None
+    mcfg = rec.get("method_config") or {}
+    return {k: mcfg.get(k) for k in DECLARED_COST_KEYS}
+
+
+def architecture_of(rec: dict) -> str | None:
+    """The architecture a run or results record names (``provenance.architecture``), or None."""
+    arch = (rec.get("provenance") or {}).get("architecture")
+    return arch if isinstance(arch, str) and arch else None
+
+
 # ------------------------------------------------------------------ the tables' lenient check
 
 def _is_number(v) -> bool:
@@ -351,6 +381,8 @@ def check_record(rec, where: tuple[str, ...] | None = None) -> str | None:
     if not isinstance(cost, dict):
         return "`cost` is not a mapping"
     for k in ("params_total", "params_trained", "seconds_per_image"):
+        if k == "seconds_per_image" and rec.get("kind") == OUTPUTS and cost.get(k) is None:
+            continue        # an imported row is not timed
         if not _is_number(cost.get(k)):
             return f"`cost.{k}` is {cost.get(k)!r}, not a number"
     if "nfe" not in cost:

@@ -9,6 +9,8 @@ restoration stops as soon as every group has been called once: the per-call cost
 measured by a real forward at full size (no scaling from smaller inputs) and a 1001-step chain is
 never run.  The number of calls per group comes from a complete restore of a small input
 (forward-call counting).  FLOPs are 2 x MACs of conv/matmul; FFTs and elementwise ops are not counted.
+A row of kind ``outputs`` (restored outside the harness) is not measurable: its row carries the NFE and
+TFLOPs its config declares, marked "(declared)", or n/a.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import torch
 
 from dpir.checkpoint import atomic_write_text
 from dpir.tasks import task_kind
-from dpir.workflow_facts import is_published, networks_of
+from dpir.workflow_facts import is_outputs, is_published, networks_of
 
 
 class _Stop(Exception):
@@ -76,6 +78,9 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
     for name in methods or list(tcfg["methods"]):
         if is_published(tcfg["methods"][name]):   # copied scores: nothing to measure
             continue
+        if is_outputs(tcfg["methods"][name]):     # restored elsewhere: only what its config declares
+            rows.append(_declared_row(name, tcfg["methods"][name]))
+            continue
         m, mcfg, _, device = build(config, task, name)
         if not m.nfe_groups() or not task_kind(tcfg).image_input:    # no 1280x720 RGB input for bursts
             continue
@@ -98,10 +103,22 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
     return rows
 
 
+def _declared_row(name: str, mcfg: dict) -> dict:
+    """A row of kind ``outputs``: nothing to build or count; its declared NFE and TFLOPs (None: n/a)."""
+    return {"method": name, "label": mcfg.get("label", name), "declared": True, "nfe": mcfg.get("nfe"),
+            "calls": None, "per_call_tflops": None, "per_step_tflops": None, "steps": None, "once_tflops": None,
+            "total_tflops": mcfg.get("tflops")}
+
+
 def write_tflops(config: dict, task: str, out_dir: str | Path, width: int = 1280, height: int = 720) -> Path:
     rows = tflops_table(config, task, width, height)
     lines = ["| Method | NFE | TFLOPs = per-step x steps + once-per-image | TFLOPs/img |", "|---|---|---|---|"]
     for r in rows:
+        if r.get("declared"):
+            nfe = f"{r['nfe']} (declared)" if r["nfe"] is not None else "n/a"
+            total = f"{r['total_tflops']:.4g} (declared)" if r["total_tflops"] is not None else "n/a"
+            lines.append(f"| {r['label']} | {nfe} | not measured (restored outside the harness) | {total} |")
+            continue
         formula = (f"{r['per_step_tflops']:.3g} x {r['steps']} + {r['once_tflops']:.3g}" if r["steps"]
                    else f"{r['once_tflops']:.3g}")
         lines.append(f"| {r['label']} | {r['nfe']} | {formula} | {r['total_tflops']:.4g} |")
@@ -137,7 +154,7 @@ def paper_table9(config: dict, tasks=PAPER_TABLE9_TASKS, width: int = 1280, heig
         if tcfg is None or not task_kind(tcfg).image_input:
             continue
         for name, mcfg in tcfg["methods"].items():
-            if is_published(mcfg):
+            if is_published(mcfg) or is_outputs(mcfg):   # copied scores, imported outputs: nothing to count
                 continue
             r = restore_image(config, task, name, height, width)
             if not r["nfe"]:

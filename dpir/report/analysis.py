@@ -7,6 +7,7 @@ import math
 import statistics
 
 from dpir.report.tables import Footnotes, Table, digits_for, lower_better_of
+from dpir.results import declared_cost
 
 
 def _by_method(records: list[dict]) -> dict[str, list[dict]]:
@@ -26,6 +27,10 @@ def cost_table(records: list[dict], reference: str, name: str, title: str, order
     def cost(m):
         rs = runs[m]
         c = rs[0]["cost"]
+        declared = declared_cost(rs[0])
+        if declared is not None:       # an imported row: its declared NFE and TFLOPs, nothing measured
+            return {"label": rs[0]["label"], "nfe": declared["nfe"], "tflops": declared["tflops"], "seconds": None,
+                    "rss": None, "size": None, "declared": True}
         return {"label": rs[0]["label"], "nfe": c["nfe"], "tflops": (c["flops_per_image"] / 1e12 if c["flops_per_image"] is not None else None),
                 "seconds": statistics.fmean(r["cost"]["seconds_per_image"] for r in rs),
                 "rss": max(r["cost"]["peak_rss_mib"] for r in rs), "size": c.get("flops_input_size")}
@@ -35,7 +40,18 @@ def cost_table(records: list[dict], reference: str, name: str, title: str, order
     for m in [m for m in order if m in runs]:
         c = cost(m)
         ratio_f = (c["tflops"] / ref["tflops"]) if c["tflops"] is not None and ref["tflops"] else None
-        ratio_s = c["seconds"] / ref["seconds"] if ref["seconds"] else None
+        ratio_s = c["seconds"] / ref["seconds"] if ref["seconds"] and c["seconds"] is not None else None
+        if c.get("declared"):
+            ratio_s = None
+            mark = fn.mark(f"{c['label']}: restored outside the harness (kind `outputs`); NFE and TFLOPs as declared "
+                           "in its config, not measured; time and memory not measured.")
+            rows.append({"Method": c["label"] + mark, "NFE": f"{c['nfe']} (declared)" if c["nfe"] is not None else "n/a",
+                         "TFLOPs/img": f"{c['tflops']:.3g} (declared)" if c["tflops"] is not None else "n/a",
+                         "× ref": f"{ratio_f:.2f}" if ratio_f is not None else "n/a", "s/img": "n/a", "× ref ": "n/a",
+                         "peak RSS (MiB)": "n/a"})
+            numeric.append({"method": m, **{k: v for k, v in c.items() if k != "size"}, "tflops_ratio": ratio_f,
+                            "seconds_ratio": ratio_s})
+            continue
         rows.append({"Method": c["label"], "NFE": str(c["nfe"]),
                      "TFLOPs/img": f"{c['tflops']:.3g}" if c["tflops"] is not None else "n/a",
                      "× ref": f"{ratio_f:.2f}" if ratio_f is not None else "n/a",

@@ -22,6 +22,13 @@ def axis_label(metric: str, lower_better: bool | None = None) -> str:
     return f"{metric}{f' [{u}]' if u else ''} ({direction(metric, lower_better)})"
 
 
+def _nfe_text(row: dict) -> str:
+    """``NFE 20``; an imported row's declared count is marked (``NFE 1, declared``; ``NFE n/a``)."""
+    if row.get("cost_declared"):
+        return f"NFE {row['nfe']}, declared" if row.get("nfe") is not None else "NFE n/a"
+    return f"NFE {row['nfe']}"
+
+
 def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: str | Path, title: str,
                           x_lower_better: bool | None = None) -> Path:
     """PSNR (distortion) against a perceptual metric, one point per method, seed std as error bars.
@@ -40,7 +47,7 @@ def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: 
         if x is None or y is None or r.get("published"):   # copied scores: other protocol, not plotted
             continue
         ax.errorbar(x, y, xerr=r.get(f"{x_metric}_std") or 0, yerr=r.get(f"{y_metric}_std") or 0, fmt="o",
-                    color=palette[i % len(palette)], capsize=3, label=f"{r['label']} (NFE {r['nfe']})")
+                    color=palette[i % len(palette)], capsize=3, label=f"{r['label']} ({_nfe_text(r)})")
         ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(axis_label(x_metric, x_lower_better))
     ax.set_ylabel(axis_label(y_metric))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from dpir.checkpoint import atomic_write_text
+from dpir.results import architecture_of, declared_cost
 
 ARROW = {True: "↓", False: "↑"}
 
@@ -118,6 +119,23 @@ def _published_row(rec: dict, metrics: list[str], metric_cols: list[str], fn: "F
     return row, num
 
 
+def _declared(v, text: str) -> str:
+    return f"{text} (declared)" if v is not None else "n/a"
+
+
+def _declared_cells(rec: dict, declared: dict, fn: "Footnotes") -> dict:
+    """The cost cells of an imported row (kind ``outputs``): the declared values, marked, or n/a."""
+    mark = fn.mark(f"{rec['label']}: restored outside the harness and imported from a folder (kind `outputs`); "
+                   "its NFE, parameters and TFLOPs are the values its config entry declares, not measured "
+                   "(n/a: not declared), and its time is not measured.")
+    p = declared["params"]
+    ptext = f"{p / 1e6:.3f}" if p is not None else ""
+    t = declared["tflops"]
+    return {"NFE": _declared(declared["nfe"], str(declared["nfe"])) + mark,
+            "Params total (M)": _declared(p, ptext), "Params trained (M)": _declared(p, ptext),
+            "TFLOPs/img": _declared(t, f"{t:.3g}" if t is not None else ""), "s/img": "n/a"}
+
+
 def build_table(records: list[dict], name: str, title: str, metrics: list[str],
                 method_names: list[str] | None = None, note_prefix: str = "") -> Table:
     """One row per method (seeds aggregated) for the records of one (task, dataset)."""
@@ -142,6 +160,9 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
             numeric.append(num)
             continue
         row = {"Method": label}
+        arch = architecture_of(first)
+        if arch:
+            row["Method"] += fn.mark(f"{label}: network architecture {arch}.")
         num = {"method": method, "label": label, "seeds": len(runs), "images": first["n_images"]}
         for m, col in zip(metrics, metric_cols):
             entries = [r["metrics"].get(m) for r in runs]
@@ -166,6 +187,15 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
             num[m] = mu
             if any(e.get("n_nonfinite") for e in entries):
                 row[col] += fn.mark(f"`{m}`: some images scored a non-finite value (identical images give infinite PSNR); they are left out of the mean.")
+        declared = declared_cost(first)
+        if declared is not None:
+            row.update(_declared_cells(first, declared, fn))
+            row["images × seeds"] = f"{first['n_images']} × {len(runs)}"
+            num.update(nfe=declared["nfe"], params_total=declared["params"], params_trained=declared["params"],
+                       tflops=declared["tflops"], seconds=None, cost_declared=True)
+            rows.append(row)
+            numeric.append(num)
+            continue
         c = first["cost"]
         nfe_text = str(c["nfe"])
         if c.get("nfe_groups") and len(c["nfe_groups"]) > 1:
