@@ -218,6 +218,18 @@ def _common_train_keys() -> dict:
     return _schema()["$defs"]["train"]["properties"]
 
 
+#: the keys of a row whose restored images come from a folder made by other code (kind ``outputs``,
+#: :mod:`dpir.outputs`): the folder, an optional command that makes it, and the cost its author declares
+#: (shown marked as declared: the harness cannot measure code it does not run)
+OUTPUTS_KEYS = {"properties": {
+    "path": {"type": "string", "minLength": 1},
+    "make": {"type": "string", "minLength": 1},
+    "nfe": {"type": "integer", "minimum": 0},
+    "params": {"type": "integer", "minimum": 0},
+    "tflops": {"type": "number", "minimum": 0},
+}, "required": ["path"]}
+
+
 def _check_registered(config: dict) -> None:
     """Every name that selects code (method kind, trainer, architecture, metric preset, degradation)
     is registered, and every method entry and train section holds only the keys its code declares."""
@@ -225,6 +237,7 @@ def _check_registered(config: dict) -> None:
     from dpir.keys import check_keys, network_keys
     from dpir.methods import METHODS, PUBLISHED
     from dpir.nets import ARCHS
+    from dpir.workflow_facts import OUTPUTS
     from dpir.train import TRAINERS
 
     networks = config["networks"]
@@ -240,8 +253,12 @@ def _check_registered(config: dict) -> None:
                 raise DpirError(f"config key '{where}.{unknown[0]}' is not a setting of a published-scores row "
                                 f"(allowed: kind, label, group, source, scores)")
             continue
+        if kind == OUTPUTS:
+            check_keys(where, m, OUTPUTS_KEYS, method_common, "a row of restored images from a folder (kind 'outputs')")
+            continue
         if kind not in METHODS:
-            raise DpirError(f"config key '{where}.kind': {UnknownNameError('method kind', kind, [*METHODS, PUBLISHED])}")
+            raise DpirError(f"config key '{where}.kind': "
+                            f"{UnknownNameError('method kind', kind, [*METHODS, PUBLISHED, OUTPUTS])}")
         decl = METHODS.meta(kind)["keys"]   # declared in the registry entry: nothing is imported
         check_keys(where, m, decl, method_common, f"method kind {kind!r}")
         _check_network_refs(where, m, decl, networks)
@@ -250,6 +267,10 @@ def _check_registered(config: dict) -> None:
         where = f"networks.{nname}"
         if net["arch"] not in ARCHS:
             raise DpirError(f"config key '{where}.arch': {UnknownNameError('architecture', net['arch'], ARCHS)}")
+        if net["arch"] == "spandrel" and not net.get("official"):
+            raise DpirError(f"config key '{where}.official' is required for 'arch: spandrel': the architecture is "
+                            f"detected from a checkpoint (give its path or fetch name); to train a network, name "
+                            f"its architecture instead")
         train = net.get("train")
         if train is None:
             continue
@@ -262,12 +283,12 @@ def _check_registered(config: dict) -> None:
             if train.get(key) == nname:
                 raise DpirError(f"config key '{where}.train.{key}' names the network itself; name another network")
     # then metric presets and degradations
-    from dpir.metrics import METRICS
+    from dpir.metrics import METRICS, unknown_metric
 
     for tname, task in config["tasks"].items():
         for i, metric in enumerate(task.get("metrics") or []):
             if metric not in METRICS:
-                raise DpirError(f"config key 'tasks.{tname}.metrics[{i}]': {UnknownNameError('metric preset', metric, METRICS)}")
+                raise DpirError(f"config key 'tasks.{tname}.metrics[{i}]': {unknown_metric(metric)}")
         _check_degradation(f"tasks.{tname}.degradation", task)
 
 
@@ -368,7 +389,7 @@ def _check_networks(where: str, m: dict, networks: dict) -> None:
 
 def _check_published(where: str, m: dict, task: dict) -> None:
     """A row of scores copied from a paper: a citation and numbers per test dataset and metric preset."""
-    from dpir.metrics import METRICS
+    from dpir.metrics import METRICS, unknown_metric
 
     if not isinstance(m.get("source"), str) or not m["source"].strip():
         raise DpirError(f"config key '{where}.source': a published-scores row must cite its paper and table")
@@ -383,7 +404,7 @@ def _check_published(where: str, m: dict, task: dict) -> None:
             raise DpirError(f"config key '{where}.scores.{ds}' must map metric presets to numbers")
         for metric, v in vals.items():
             if metric not in METRICS:
-                raise UnknownNameError("metric preset", metric, METRICS)
+                raise unknown_metric(metric)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise DpirError(f"config key '{where}.scores.{ds}.{metric}' must be a number, got {v!r}")
 

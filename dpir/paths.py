@@ -71,6 +71,11 @@ def shard_record(config: dict, task: str, dataset: str, method: str, seed: int, 
     return run.with_name(f"{run.name}.shard{k}of{n}") / "run.json"
 
 
+def export_file(config: dict, network: str, layout: str) -> Path:
+    """A trained network written in a foreign checkpoint layout (``dpir export``)."""
+    return Path(config["out"]) / "exports" / f"{network}.{layout}.pth"
+
+
 def ablations(config: dict) -> Path:
     return Path(config["out"]) / "ablations.md"
 
@@ -103,6 +108,10 @@ def manifest_pattern(config: dict) -> str:
 
 def network_file_pattern(config: dict) -> str:
     return str(network_file(config, "{network}"))
+
+
+def export_file_pattern(config: dict) -> str:
+    return str(export_file(config, "{network}", "{layout}"))
 
 
 def restored_dir_pattern(config: dict) -> str:

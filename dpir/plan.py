@@ -262,8 +262,12 @@ def build_meta_method(config: dict, task: str, method: str):
     mcfg = method_of(config, task, method)
     ctx = BuildContext(task_name=task, task=config["tasks"][task], networks_dir="<plan>", device=torch.device("meta"),
                        config=config)
-    with _meta_checkpoints(config):
-        m, _ = _on_meta(lambda: build_method(mcfg, ctx))
+    ctx.method_name = method          # named in the one-line errors of user-supplied methods
+    if mcfg["kind"] == "checkpoint":   # its architecture is the file's: read it on the CPU, then move to META
+        m = build_method(mcfg, ctx)
+    else:
+        with _meta_checkpoints(config):
+            m, _ = _on_meta(lambda: build_method(mcfg, ctx))
     m.to(torch.device("meta")).eval()
     return m
 
@@ -373,6 +377,44 @@ def restore_image(config: dict, task: str, method: str, height: int, width: int)
         expected = None
     return {"image_flops": counter.get_total_flops() + replayed[0], "nfe": calls.total, "expected_nfe": expected,
             "params": sum(n_params(mod) for mod in m.modules().values()), "flops_counted": m.flops_counted}
+
+
+def _missing_checkpoint(config: dict, mcfg: dict) -> str | None:
+    """What a ``checkpoint`` row's file is and how to get it, when it is not on this machine (else None)."""
+    from pathlib import Path
+
+    from dpir import fetch
+    from dpir.workflow_facts import expand_path
+
+    spec = expand_path(config, mcfg["path"])
+    if spec in fetch.list_names("weights"):
+        from dpir.fetch import registry
+
+        path = registry.get(spec).path
+        return None if path.is_file() else f"{path} (`dpir fetch {spec}`)"
+    return None if Path(spec).expanduser().is_file() else spec
+
+
+def _restore_image_or_note(config: dict, task: str, method: str, height: int, width: int) -> dict:
+    """:func:`restore_image`, or zero cost with a ``not_planned`` note for a row the plan cannot count: a
+    folder of outputs made elsewhere (its declared NFE is kept), a checkpoint whose file is not here yet (its
+    architecture is read off the file), a user's Python model whose code fails to build."""
+    from dpir.workflow_facts import is_outputs, method_of
+
+    mcfg = method_of(config, task, method)
+    empty = {"image_flops": 0, "nfe": None, "expected_nfe": None, "params": 0, "flops_counted": False}
+    if is_outputs(mcfg):
+        return {**empty, "nfe": mcfg.get("nfe"), "not_planned": "restored outside the harness (kind outputs)"}
+    if mcfg["kind"] == "checkpoint":         # the plan never downloads: a file that is not here is not counted
+        missing = _missing_checkpoint(config, mcfg)
+        if missing:
+            return {**empty, "not_planned": f"not counted: its architecture is read from {missing}, not here yet"}
+    try:
+        return restore_image(config, task, method, height, width)
+    except DpirError as e:
+        if mcfg["kind"] not in ("checkpoint", "python"):
+            raise
+        return {**empty, "not_planned": f"not counted: {e}"}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -526,7 +568,7 @@ def make_plan(config: dict, accel: str = "h100", precision: str = "bf16", bench:
         for h, w in sorted(set(sizes)):
             key = (task, method, h, w)
             if key not in cache:
-                cache[key] = restore_image(config, task, method, h, w)
+                cache[key] = _restore_image_or_note(config, task, method, h, w)
             r = cache[key]
             flops += r["image_flops"] * sizes.count((h, w))
             nfe, params, counted = r["nfe"], r["params"], r["flops_counted"]
@@ -537,7 +579,8 @@ def make_plan(config: dict, accel: str = "h100", precision: str = "bf16", bench:
                      "sizes_from": src_sizes, "nfe": nfe, "expected_nfe": cache[key]["expected_nfe"] if sizes else None,
                      "image_flops": flops / max(len(sizes), 1), "total_flops": flops, "flops_counted": counted,
                      "memory_bytes": 4 * params, "efficiency": eff, "efficiency_source": src,
-                     "hours": flops / (peak * eff) / 3600})
+                     "hours": flops / (peak * eff) / 3600,
+                     "not_planned": cache[key].get("not_planned") if sizes else None})
     from dpir.workflow_facts import train_dataset
 
     datasets = sorted({ds for _, ds, _, _ in all_runs(config)} | {train_dataset(config, n)
@@ -581,6 +624,8 @@ def markdown(plan: dict) -> str:
         if j["kind"] != "restore":
             continue
         flag = "" if j["flops_counted"] else " (not counted: runs outside torch)"
+        if j.get("not_planned"):
+            flag = f" ({j['not_planned']})"
         lines.append(f"| {j['job']} | {j['images']} | {j['image_size']} | {j['nfe']} | {j['image_flops'] / 1e12:.4g}"
                      f"{flag} | {j['total_flops'] / 1e15:.4g} | {j['efficiency_source']} | {j['hours']:.3g} |")
     lines += ["", "## Disk", "", "| dataset | downloads | prepared (estimate) |", "|---|---|---|"]

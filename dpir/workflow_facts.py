@@ -26,8 +26,12 @@ from __future__ import annotations
 #: the kind of a table row of scores copied from a paper: never built, never restored
 PUBLISHED = "published"
 
-#: method kinds with no randomness: they run on the first seed only (more seeds would repeat the numbers)
-DETERMINISTIC_KINDS = frozenset({"bicubic", "backbone", "burst_bicubic"})
+#: the kind of a row whose restored images come from a folder (any code, any framework): imported, never built
+OUTPUTS = "outputs"
+
+#: method kinds with no randomness: they run on the first seed only (more seeds would repeat the numbers);
+#: a ``python`` method says so itself with ``deterministic: true``
+DETERMINISTIC_KINDS = frozenset({"bicubic", "backbone", "burst_bicubic", "checkpoint", OUTPUTS})
 
 #: the method config keys that name a trained network (``networks.<name>``)
 NETWORK_KEYS = ("network", "ir", "denoiser", "fusion")
@@ -36,6 +40,42 @@ NETWORK_KEYS = ("network", "ir", "denoiser", "fusion")
 def is_published(method_cfg: dict) -> bool:
     """Whether a method config is a row of published scores (kind ``published``)."""
     return method_cfg.get("kind") == PUBLISHED
+
+
+def is_outputs(method_cfg: dict) -> bool:
+    """Whether a method config is a folder of restored images made elsewhere (kind ``outputs``)."""
+    return method_cfg.get("kind") == OUTPUTS
+
+
+def is_deterministic(method_cfg: dict) -> bool:
+    """Whether a method gives the same output for every seed (it then runs on the first seed only)."""
+    return method_cfg["kind"] in DETERMINISTIC_KINDS or bool(method_cfg.get("deterministic"))
+
+
+def expand_path(config: dict, text: str, **fields: str) -> str:
+    """A path of a method config with its placeholders filled: ``{out}`` (the config's output folder)
+    and any of ``fields`` (``{task}``, ``{dataset}``); other braces are left alone."""
+    text = str(text).replace("{out}", str(config.get("out", "results")))
+    for k, v in fields.items():
+        text = text.replace("{" + k + "}", str(v))
+    return text
+
+
+def checkpoint_file(config: dict, method_cfg: dict) -> str | None:
+    """The file a ``checkpoint`` method reads, when its ``path`` is a file (``{out}`` filled in); None for
+    other kinds and for a fetch registry name (a bare name: no folder, no suffix), which its job fetches."""
+    if method_cfg.get("kind") != "checkpoint":
+        return None
+    path = expand_path(config, method_cfg["path"])
+    return path if "/" in path or "." in path.rsplit("/", 1)[-1] else None
+
+
+def exported_checkpoints(config: dict) -> list[str]:
+    """The files ``checkpoint`` rows read from ``<out>/exports/`` (written by ``dpir export``, rule
+    export_network), each once, for every enabled task's methods and ablation-only methods."""
+    prefix = str(config.get("out", "results")).rstrip("/") + "/exports/"
+    files = [checkpoint_file(config, m) for t in enabled_tasks(config) for m in all_methods(config, t).values()]
+    return sorted({f for f in files if f and f.startswith(prefix)})
 
 
 def networks_of(method_cfg: dict) -> list[str]:
@@ -48,7 +88,7 @@ def seeds_of(method_cfg: dict, task_cfg: dict) -> list[int]:
     if is_published(method_cfg):
         return []
     seeds = method_cfg.get("seeds") or task_cfg.get("seeds") or [0]
-    return seeds[:1] if method_cfg["kind"] in DETERMINISTIC_KINDS else list(seeds)
+    return seeds[:1] if is_deterministic(method_cfg) else list(seeds)
 
 
 # ------------------------------------------------------------------------------------------------

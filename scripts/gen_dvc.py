@@ -97,6 +97,43 @@ def registry_module(table: dict[str, str], name: str) -> list[str]:
     return [table[name].split(":")[0]] if name in table else []
 
 
+def user_files(cfg: dict, task: str, mcfg: dict) -> list[str]:
+    """Files outside the package that a bring-your-own row depends on, repo-relative (DVC tracks files of
+    the repository): a ``python`` row's module or package (found on its ``python_path``), the scripts
+    an ``outputs`` row's ``make`` runs (or its folder, when it makes none), a ``checkpoint`` row's file."""
+    from dpir import workflow_facts as F
+
+    found: list[Path] = []
+    if mcfg["kind"] == "python":
+        module = mcfg["entry"].rsplit(":", 1)[0]
+        if module.endswith(".py"):
+            found.append(Path(module))
+        for folder in mcfg.get("python_path") or []:
+            base = Path(folder).joinpath(*module.split("."))
+            found += [p for p in (base.with_suffix(".py"), base) if p.exists()]
+    elif F.is_outputs(mcfg):
+        if mcfg.get("make"):
+            found += [Path(tok) for tok in str(mcfg["make"]).split() if "{" not in tok and Path(tok).is_file()]
+        else:
+            found.append(Path(F.expand_path(cfg, mcfg["path"], task=task)))
+    elif F.checkpoint_file(cfg, mcfg):
+        ckpt = F.checkpoint_file(cfg, mcfg)
+        if ckpt in F.exported_checkpoints(cfg):     # an export of a network of this workflow: its stage's output
+            from dpir import paths as P
+
+            found.append(P.network_dir(cfg, Path(ckpt).name.split(".")[0]))
+        else:
+            found.append(Path(ckpt))
+    out = []
+    for p in found:
+        p = (ROOT / p) if not p.is_absolute() else p
+        try:
+            out.append(str(p.resolve().relative_to(ROOT)))
+        except ValueError:
+            continue                       # outside the repository: Snakemake still tracks it
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ stages
 
 def _params(raw: list[tuple[str, dict]], keys: list[str]) -> list:
@@ -182,7 +219,7 @@ def build(config_paths: list[str]) -> dict:
         nets = F.networks_of(mcfg)
         where = f"ablations.methods.{t}.{m}" if m in ablation_methods(cfg, t) else f"tasks.{t}.methods.{m}"
         deps = ["workflow/rules/restore.smk", "workflow/rules/shard.smk"] + [data_dir(t, d) for d in datasets] + \
-            [net_dir(n) for n in nets] + \
+            [net_dir(n) for n in nets] + user_files(cfg, t, mcfg) + \
             closure(["dpir.restore", "dpir.score", *registry_module(METHODS, mcfg["kind"]), *arch_code(nets)])
         scores = [str(P.scores(cfg, *r).parent) for r in runs]
         outs = list(dict.fromkeys(o for r in runs for o in (str(P.restored_dir(cfg, *r).parent), str(P.scores(cfg, *r).parent))))

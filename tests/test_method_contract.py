@@ -64,6 +64,7 @@ class Case:
     nets: dict[str, tuple[str, dict]] = field(default_factory=dict)   # network name -> (arch, kwargs)
 
 
+BYO = Path(__file__).resolve().parents[1] / "examples" / "byo"      # the python kind's example package
 CASES: dict[str, Case] = {
     "bicubic": Case("bicubic", "sr"),
     "backbone": Case("backbone", "sr", {"network": "ir"}, {"ir": IR_X4}),
@@ -78,7 +79,15 @@ CASES: dict[str, Case] = {
     "indi_deblur_eps0": Case("indi", "deblur", {"network": "indi", "steps": 2},
                              {"indi": ("indi", {"hidden": 4, "dim_mults": [1], "scale": 1, "eps": 0.0})}),
     "diffir": Case("diffir", "sr", {"network": "diffir"}, {"diffir": ("diffir_s2", {"task": "sr", **DIFFIR})}),
+    # a file, not a network of the workflow: CHECKPOINT written by _build_case into the case's folder
+    "checkpoint": Case("checkpoint", "sr", {"path": "{out}/MSRResNet_tiny_x4.pth"}),
+    # the README's example package outside dpir (examples/byo/byo_sharp), absolute so the cwd does not matter
+    "python": Case("python", "sr", {"entry": "byo_sharp:build", "python_path": [str(BYO)], "deterministic": True,
+                                    "options": {"amount": 0.5}}),
 }
+# kind checkpoint: a tiny MSRResNet x4 (1.9k params) in BasicSR's release layout ({"params": state}),
+# detected by spandrel (dpir.nets.foreign); its bilinear skip makes the output carry the input
+CHECKPOINT = ("MSRResNet_tiny_x4.pth", "msrresnet", {"num_feat": 4, "num_block": 1, "upscale": 4})
 
 # Golden values: mean and three pixels of the output for the fixed input of ``test_golden_value``,
 # computed once from this code (weights: torch.manual_seed(0) before building the case's networks,
@@ -88,6 +97,8 @@ CASES: dict[str, Case] = {
 GOLDEN_PIXELS = ((0, 0, 0), (1, 3, 5), (2, 7, 2))     # (channel, row, column)
 GOLDEN: dict[str, tuple[float, tuple[float, float, float]]] = {
     "backbone": (0.4417146146297455, (0.49269598722457886, 0.3782789409160614, 0.38391172885894775)),
+    "python": (0.49341893196105957, (0.6108325719833374, 0.4383283853530884, 0.12613318860530853)),
+    "checkpoint": (0.5340390801429749, (0.6521778106689453, 0.3969499170780182, 0.22623895108699799)),
     "bicubic": (0.4932822287082672, (0.6054767370223999, 0.43557801842689514, 0.13366346061229706)),
     "burst_bicubic": (0.5690064430236816, (0.30706822872161865, 0.7367648482322693, 0.6180236339569092)),
     "diffir": (0.43401530385017395, (0.4655574858188629, 0.5281131863594055, 0.19080641865730286)),
@@ -119,8 +130,14 @@ def _build_case(case: Case, root: Path):
                     if p.ndim == 2:
                         p.mul_(2.0)
         save_network(net, networks / name, arch, kwargs)
+    config = {}
+    if case.kind == "checkpoint":
+        file, arch, kwargs = CHECKPOINT
+        torch.save({"params": build_network(arch, **kwargs).state_dict()}, root / file)
+        config = {"out": str(root)}           # the method's path is "{out}/<file>"
     task = TASKS[case.task]
-    ctx = BuildContext(task_name=case.task, task=task, networks_dir=str(networks), device=torch.device("cpu"))
+    ctx = BuildContext(task_name=case.task, task=task, networks_dir=str(networks), device=torch.device("cpu"),
+                       config=config)
     method = build_method({"kind": case.kind, **case.cfg}, ctx).eval()
     return method, task
 

@@ -27,11 +27,19 @@ def _sha256(path):
 
 # ------------------------------------------------------------------------------------------- official
 
-def test_import_prestaged_swinir_by_fetch_name(staged):
+def test_import_prestaged_swinir_by_fetch_name(staged, monkeypatch):
     from dpir.fetch import registry
     from dpir.nets import build_network
     from dpir.official import import_official
 
+    # the registry publishes the release's SHA-256; here the entry is one without a published hash, whose
+    # first verified file is recorded in the lock (a tiny pre-staged stand-in for the 68 MB release)
+    doc = json.loads(registry.REGISTRY_PATH.read_text())
+    for e in doc["entries"]:
+        if e["name"] == "swinir_classical_x4":
+            e["sha256"] = e["size"] = None
+    (staged / "registry.json").write_text(json.dumps(doc))
+    monkeypatch.setattr(registry, "REGISTRY_PATH", staged / "registry.json")
     torch.manual_seed(0)
     ref = build_network("swinir", **TINY_SWINIR)
     target = registry.get("swinir_classical_x4").path          # pre-staged where `dpir fetch` puts it
@@ -300,9 +308,14 @@ def test_paper_dry_run_imports_official_and_trains_the_rest(tmp_path):
     # (nafnet, fusion, indi, diffir s1/s2), 1 for bursts (fusion).  Prepared: div2k; gopro, hide;
     # syntheticburst, zurich
     assert (counts["import_official"], counts["train"], counts["prepare"]) == (4, 7 + 5 + 1, 1 + 2 + 2)
-    # SR: 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full x 1;
-    # deblur: 2 datasets x (3 deterministic + 3 stochastic x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
-    assert counts["restore"] == (3 + 5 * 3 + 1) + 2 * (3 + 3 * 3) + (2 + 3)
+    # SR: 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full x 1
+    #     + the competitor checkpoints (esrgan, hat, srresnet) + the default's bring-your-own rows (rrdb_checkpoint,
+    #     byo_sharp, lanczos), all deterministic;
+    # deblur: 2 datasets x (3 deterministic + 2 competitor checkpoints (nafnet_official, restormer) + 3 stochastic
+    #     x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
+    assert counts["restore"] == (3 + 5 * 3 + 1 + 3 + 3) + 2 * (3 + 2 + 3 * 3) + (2 + 3)
+    # the export of rrdb_checkpoint's file; no download job yet (fetching happens inside the jobs)
+    assert counts["export_network"] == 1
 
 
 # ------------------------------------------------------------------------------------------- shards

@@ -153,6 +153,8 @@ def _predicted_jobs(c) -> Counter:
         jobs[("score", str(P.scores(c, *r)))] += 1
     for t in F.tflops_tasks(c):
         jobs[("tflops", str(P.tflops(c, t)))] += 1
+    for f in F.exported_checkpoints(c):            # trained networks written in a foreign layout
+        jobs[("export_network", f)] += 1
     jobs[("report", str(P.report(c)))] += 1
     jobs[("paper_table9", str(paper_cost_path(c)))] += 1     # Table 9 at paper size, counted for the report
     if ablation_tables(c):

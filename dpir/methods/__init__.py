@@ -34,6 +34,12 @@ METHODS = Registry("method kind", returns="dpir.methods.base:Method", required_m
                     ddim_stride={"type": ["integer", "null"], "minimum": 1}, mode={"enum": ["jump", "full", "sdedit"]},
                     T=_POSITIVE_INT, beta_start=_POSITIVE, beta_end=_POSITIVE, variance={"enum": ["beta", "posterior"]},
                     eta={"type": "number", "minimum": 0}, clip_x0={"type": "boolean"}, pad_multiple=_POSITIVE_INT),
+    # bring your own (README "Evaluate your own method"): any checkpoint spandrel reads, any Python model
+    "checkpoint": factory("dpir.methods.checkpoint:build", required=("path",), path={"type": "string", "minLength": 1},
+                          pad_multiple=_POSITIVE_INT),
+    "python": factory("dpir.methods.python:build", required=("entry",), entry={"type": "string", "minLength": 3},
+                      python_path={"type": "array", "items": {"type": "string"}}, deterministic={"type": "boolean"},
+                      pad_multiple=_POSITIVE_INT, options={"type": "object"}),
 })
 include(METHODS, "methods")
 

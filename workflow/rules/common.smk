@@ -84,8 +84,48 @@ def method_cfg(w):
     return method_config(CFG, w.task, w.method)
 
 
+def checkpoint_input(mcfg):
+    """A ``checkpoint`` row's file when the workflow can see it: it exists, or it is an export of this
+    workflow (``<out>/exports/``, made by rule export_network).  A file still to be downloaded by hand is
+    not an input, so the rest of the DAG runs and its restore job names the missing file in one line."""
+    path = F.checkpoint_file(CFG, mcfg)
+    if path is None:
+        return None
+    exports = Path(OUT, "exports").resolve()
+    return path if Path(path).is_file() or Path(path).resolve().is_relative_to(exports) else None
+
+
 def method_nets(w):
-    return [net_file(n) for n in F.networks_of(method_cfg(w))]
+    """What a restore reads besides the prepared data: its networks, a ``checkpoint`` method's file (an
+    export of this workflow is made by rule export_network), an ``outputs`` row's folder unless the row
+    makes it (``make:``, run by the restore job itself)."""
+    mcfg = method_cfg(w)
+    files = [net_file(n) for n in F.networks_of(mcfg)]
+    ckpt = checkpoint_input(mcfg)
+    if ckpt:
+        files.append(ckpt)
+    if F.is_outputs(mcfg) and not mcfg.get("make"):
+        folder = F.expand_path(CFG, mcfg["path"], task=w.task, dataset=w.dataset)
+        files += [folder] if Path(folder).is_dir() else []     # a missing folder: `dpir restore` names it
+    return files
+
+
+def make_outputs(w):
+    """An ``outputs`` row's ``make:`` command with its placeholders filled, then ``&&``; else nothing.
+
+    Placeholders: ``{python}`` (this interpreter), ``{lq}`` (the prepared test inputs), ``{gt}``, ``{path}``
+    (the row's folder), ``{task}``, ``{dataset}``, ``{scale}``; every value shell-quoted."""
+    mcfg = method_cfg(w)
+    if not (F.is_outputs(mcfg) and mcfg.get("make")):
+        return ""
+    test = P.prepared(CFG, w.task, w.dataset) / "test"
+    fields = {"python": PY, "lq": str(test / "lq"), "gt": str(test / "gt"), "task": w.task, "dataset": w.dataset,
+              "path": F.expand_path(CFG, mcfg["path"], task=w.task, dataset=w.dataset),
+              "scale": str(CFG["tasks"][w.task].get("scale", 1))}
+    cmd = str(mcfg["make"])
+    for k, v in fields.items():
+        cmd = cmd.replace("{" + k + "}", shlex.quote(v))
+    return cmd + " && "
 
 
 def train_manifest(w):
@@ -97,7 +137,9 @@ def train_deps(w):
 
 
 def tflops_nets(w):
-    return [net_file(n) for n in F.tflops_networks(CFG, w.task)]
+    """The networks the TFLOPs count loads, and the checkpoint files of its ``checkpoint`` rows."""
+    ckpts = [checkpoint_input(m) for m in CFG["tasks"][w.task]["methods"].values()]
+    return [net_file(n) for n in F.tflops_networks(CFG, w.task)] + sorted({c for c in ckpts if c})
 
 
 # ---- input functions of fetch.smk and shard.smk (kept here: `snakemake --lint` flags rule files with functions)

@@ -6,6 +6,7 @@ rule restore:
         P.run_record_pattern(CFG),
     params:
         h=lambda w: config_hash([method_cfg(w), CFG["tasks"][w.task].get("scale")]),
+        make=make_outputs,
     threads: THREADS
     resources:
         gpu=1,
@@ -14,8 +15,25 @@ rule restore:
     benchmark:
         P.benchmark_pattern(CFG, "restore", P.RUN_NAME),
     shell:
-        "{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
-        "--method {wildcards.method:q} --seed {wildcards.seed:q} > {log:q} 2>&1"
+        "({params.make}{DPIR} restore -q {CFGARG} --task {wildcards.task:q} --dataset {wildcards.dataset:q} "
+        "--method {wildcards.method:q} --seed {wildcards.seed:q}) > {log:q} 2>&1"
+
+
+# A trained network written in a foreign checkpoint layout (`dpir export`): what a `checkpoint` method of
+# the default config scores through spandrel, with no download (README "Evaluate your own method").
+rule export_network:
+    input:
+        net_file("{network}"),
+    output:
+        P.export_file_pattern(CFG),
+    wildcard_constraints:
+        layout="basicsr|raw|esrgan_old",
+    localrule: True
+    log:
+        P.job_log_pattern(CFG, "export", "{network}.{layout}"),
+    shell:
+        "{DPIR} export -q {CFGARG} --network {wildcards.network:q} --layout {wildcards.layout:q} "
+        "--out {output:q} > {log:q} 2>&1"
 
 
 rule score:
