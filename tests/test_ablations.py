@@ -10,6 +10,7 @@ from dpir.errors import DpirError
 from dpir.report import ablation_cost as C
 from dpir.report import ablation_rows as R
 from dpir.report import ablations as A
+from dpir.report import paired as P
 from dpir.report import stats as S
 from helpers import base_config
 
@@ -76,18 +77,23 @@ def test_config_errors_name_the_key(tmp_path):
 
 
 def test_difference_verdicts():
-    # a = 30.0 ± 0.1, b = 29.0 ± 0.1 -> diff 1.0 > 2 sqrt(0.02) = 0.283: beyond seed noise
-    line = S.difference_verdict("A", (30.0, 0.1, 2), "B", (29.0, 0.1, 2), "psnr_y", False, "better", "A wins", 2)
-    assert line == ("- Paper: A wins. Ours: A vs B: psnr_y 30.00 vs 29.00 (Δ +1.00, seed noise ±0.28) → **agrees**.")
-    assert "**disagrees**" in S.difference_verdict("A", (29.0, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
-    assert "within seed noise" in S.difference_verdict("A", (29.9, 0.1, 2), "B", (30.0, 0.1, 2), "p", False, "better", "x")
-    assert "**inconclusive — no difference at this precision**" in S.difference_verdict(
-        "A", (30.0001, 0.0, 1), "B", (30.0, 0.0, 1), "p", False, "better", "x", 2)
-    # lower-is-better metrics: a smaller LPIPS is "better", so "worse" wants a larger one
-    assert "**agrees**" in S.difference_verdict("U", (0.4, 0.0, 1), "M", (0.3, 0.0, 1), "lpips", True, "worse", "x")
-    # close: only a loss beyond noise disagrees; an improvement never does
-    assert "**agrees — no loss" in S.difference_verdict("J", (31.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
-    assert "**disagrees — a loss" in S.difference_verdict("J", (27.0, 0.1, 2), "F", (29.0, 0.1, 2), "p", False, "close", "x")
+    # per-image paired differences on the two rows' common images: a constant shift is a zero-width interval
+    def rows(shift_a, seeds_a=(0, 1), lp=(0.3, 0.3)):
+        a = [record("a", s, [30.0 + shift_a, 32.0 + shift_a], list(lp)) for s in seeds_a]
+        return a, [record("b", 0, [30.0, 32.0], [0.2, 0.2])]
+    a, b = rows(1.0)
+    line = S.difference_verdict("A", a, "B", b, ["a", "b"], "psnr_y", False, "better", "A wins", 2)
+    assert line == ("- Paper: A wins. Ours: A vs B: psnr_y 32.00 vs 31.00 dB; paired Δ +1.00 [+1.00, +1.00] dB "
+                    "(95 % bootstrap CI over 2 image(s) × 2 vs 1 seed(s)) → **agrees**.")
+    a, b = rows(-1.0)
+    assert "**disagrees**" in S.difference_verdict("A", a, "B", b, ["a", "b"], "psnr_y", False, "better", "x")
+    # lower-is-better metrics: a larger LPIPS is "worse"
+    a, b = rows(0.0)
+    assert S.difference_verdict("U", a, "M", b, ["a", "b"], "lpips_alex", True, "worse", "x").endswith("**agrees**.")
+    # only the images both rows scored are compared
+    c = [record("c", 0, [31.0, 33.0, 99.0], [0.2] * 3, images=("a", "b", "z"))]
+    assert "over 2 image(s) × 1 vs 1 seed(s)" in S.difference_verdict("C", c, "B", b, ["a", "b"], "psnr_y", False,
+                                                                      "better", "x")
 
 
 def test_spearman_and_trend():
@@ -99,9 +105,10 @@ def test_spearman_and_trend():
     # LPIPS falling with tau = perceptual quality increasing
     assert "**agrees (monotone)**" in S.trend_verdict([5, 10, 20], [0.3, 0.2, 0.1], "lpips", True, "increasing", "p")
     assert "**disagrees**" in S.trend_verdict([5, 10, 20], [0.1, 0.2, 0.3], "lpips", True, "increasing", "p")
-    # a sweep that moves less than seed noise is no evidence either way
-    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", [0.001, 0.002, 0.0])
-    assert "spans 0.003, within seed noise ±0.004 → **inconclusive" in line
+    # a sweep whose end rows' paired interval includes 0 is no evidence either way (tests/test_report_paired.py)
+    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p",
+                           P.Interval(-0.003, -0.004, 0.001, 2, 4))
+    assert "includes 0 → **inconclusive — τ makes no measurable difference here**" in line
 
 
 def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
@@ -123,16 +130,25 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
     assert row["dpir_jump"]["psnr_y"] == pytest.approx(31.5)
     assert row["dpir_jump"]["psnr_y_std"] == pytest.approx(2 ** -0.5)
     assert row["dpir_full"]["psnr_y"] == 30.0 and row["t8_sdedit50"]["psnr_y"] == pytest.approx(28.5)
-    assert table.rows[0]["Start"] == "full chain" and table.rows[2]["Start"] == "SDEdit/CCDF start"
-    assert table.rows[3]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"]) and "[^t8-acceleration-" in table.rows[0]["Method"]
+    # the partial row (dpir_full, 1 image) is set apart below the table
+    assert [r["Start"] for r in table.rows] == ["one-step jump", "SDEdit/CCDF start", "one-step jump",
+                                                "SDEdit/CCDF start", "one-step jump"]
+    assert table.apart[0]["Start"] == "full chain" and "[^t8-acceleration-" in table.apart[0]["Method"]
+    assert table.apart[0]["images × seeds"] == "1 × 1" and table.rows[0]["images × seeds"] == "2 × 2"
+    assert table.rows[2]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"])
+    # 2 images x 2 seeds: the extreme resamples have probability 1/16 each, so the interval is exact
+    assert table.rows[4]["psnr_y ↑ [dB]"] == "31.50 [30.00, 33.00]" and table.rows[0]["lpips_alex ↓"] == "0.3000 [0.3000, 0.3000]"
+    assert (row["dpir_jump"]["psnr_y_ci_low"], row["dpir_jump"]["psnr_y_ci_high"]) == (30.0, 33.0)
     assert "2 test image(s) of `sr/bundled` common to every row (a, b)" in table.footnotes[0]
-    # Δ 3.0 > 2 sqrt(0.5 + 0.5) = 2.0: beyond seed noise; Δ 1.0 is not
-    assert "**agrees in direction, but within seed noise**" in verdicts[0]
-    assert "(Δ +3.00, seed noise ±2.00) → **agrees**" in verdicts[1]
-    # LPIPS 0.30 (jump) vs 0.25 (SDEdit): the jump is worse on the perceptual axis
-    assert "lpips_alex 0.3000 vs 0.2500 (Δ +0.0500, seed noise ±0.0000)" in verdicts[2] and "**disagrees**" in verdicts[2]
-    # jump vs full chain on image a only: 30.5 ± 0.707 vs 30.0 -> no loss
-    assert "psnr_y 30.50 vs 30.00 (Δ +0.50, seed noise ±1.41)" in verdicts[3] and "**agrees — no loss" in verdicts[3]
+    # tau25 - sdedit25 per seed pair is 0, 1 or 2 dB: the interval [0, 2] touches 0 (the old rule: "within seed noise")
+    assert ("paired Δ +1.00 [+0.00, +2.00] dB (95 % bootstrap CI over 2 image(s) × 2 vs 2 seed(s)) → **inconclusive — "
+            "the interval includes no difference**") in verdicts[0]
+    assert "paired Δ +3.00 [+2.00, +4.00] dB" in verdicts[1] and verdicts[1].endswith("→ **agrees**.")
+    # LPIPS 0.30 (jump) vs 0.25 (SDEdit) on every image: the jump is worse on the perceptual axis
+    assert "lpips_alex 0.3000 vs 0.2500; paired Δ +0.0500 [+0.0500, +0.0500]" in verdicts[2] and "**disagrees**" in verdicts[2]
+    # jump vs full chain share image a only: no interval, never "no loss" (the old rule said "agrees — no loss")
+    assert ("psnr_y 30.50 vs 30.00 dB; paired Δ +0.50 dB (95 % bootstrap CI over 1 image(s) × 2 vs 1 seed(s); "
+            "equivalence margin ±0.1 dB) → **inconclusive — one common image gives no interval**") in verdicts[3]
 
 
 def test_rows_table_missing_scores_names_the_rows(cfg, tmp_path):
@@ -250,7 +266,7 @@ def test_directions_and_perceptual_axis_come_from_the_presets(cfg, tmp_path):
         rec["metrics"]["gmsd"] = dict(rec["metrics"]["lpips_alex"], lower_better=False)
         write(out, rec)
     table, verdicts, info = R.rows_table(cfg, "t6_tau", spec)
-    assert "lpips_alex ↓" in table.columns and "psnr_y ↑" in table.columns
+    assert "lpips_alex ↓" in table.columns and "psnr_y ↑ [dB]" in table.columns
     assert info["lower"]["lpips_alex"] is True and info["lower"]["gmsd"] is True
     # the perceptual axis is the first of PERCEPTUAL_AXES with numbers: lpips_alex before gmsd
     assert R.resolve_metric("perceptual", info["metrics"], info["runs"]) == "lpips_alex"

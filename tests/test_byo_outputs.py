@@ -85,7 +85,7 @@ def test_import_score_and_table(setup):
         (f"1 (declared){mark}", "0.001 (declared)", "0.001 (declared)", "0.05 (declared)", "n/a")
     assert (und["NFE"], und["Params total (M)"], und["TFLOPs/img"], und["s/img"]) == \
         ("n/a[^sr-bundled-3]", "n/a", "n/a", "n/a")
-    assert imp["images × seeds"] == "2 × 1" and imp["psnr_y ↑"] == f"{score['metrics']['psnr_y']['mean']:.2f}"
+    assert imp["images × seeds"] == "2 × 1" and imp["psnr_y ↑ [dB]"].startswith(f"{score['metrics']['psnr_y']['mean']:.2f} [")
     assert bic["NFE"] == "0" and bic["s/img"] != "n/a"                    # measured rows as before
     assert (f"{mark}: Lanczos (imported): restored outside the harness and imported from a folder (kind `outputs`); "
             "its NFE, parameters and TFLOPs are the values its config entry declares, not measured (n/a: not "

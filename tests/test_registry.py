@@ -319,7 +319,7 @@ def test_a_weight_free_metric_is_one_preset_entry(mae_preset, tmp_path):
                 "cost": {"nfe": 1, "params_total": 1, "params_trained": 1, "flops_per_image": 1e9,
                          "flops_input_size": [8, 8], "seconds_per_image": 0.1}}
     t = build_table([rec(0, [1.0, 3.0]), rec(1, [2.0, 2.5])], "sr_x", "T", ["mae"])
-    assert t.columns[1] == "mae ↓" and t.rows[0]["mae ↓"] == "2.125 ± 0.177"
+    assert t.columns[1] == "mae ↓ [levels]" and t.rows[0]["mae ↓ [levels]"] == "2.125 [1.000, 3.000]"
     assert "- `mae`: MAE on RGB, 8-bit levels, border crop 1" in t.markdown()
     assert axis_label("mae") == "mae [levels] (lower is better)"
     assert axis_label("psnr_y") == "psnr_y [dB] (higher is better)"

@@ -28,9 +28,11 @@ def test_table_mean_std_and_na_footnote():
     recs = [record("m", 0, [30.0, 32.0]), record("m", 1, [31.0, 35.0]), record("b", 0, [25.0, 25.0])]
     t = build_table(recs, "sr_x", "T", ["psnr_y", "lpips_alex"], ["b", "m"])
     assert [r["Method"] for r in t.rows] == ["b", "m"]
-    # per-seed means 31 and 33 -> 32 ± stdev(31, 33) = 1.414...
-    assert t.rows[1]["psnr_y ↑"] == "32.00 ± 1.41"
+    # per-seed means 31 and 33 -> 32; 2 images x 2 seeds: each extreme bootstrap resample (one image and one
+    # seed drawn twice) has probability 1/16 > 2.5 %, so the 95 % interval is exactly [30, 35]
+    assert t.rows[1]["psnr_y ↑ [dB]"] == "32.00 [30.00, 35.00]"
     assert t.numeric[1]["psnr_y"] == 32.0 and t.numeric[1]["psnr_y_std"] == pytest.approx(2 ** 0.5)
+    assert (t.numeric[1]["psnr_y_ci_low"], t.numeric[1]["psnr_y_ci_high"]) == (30.0, 35.0)
     assert t.rows[0]["lpips_alex ↓"].startswith("n/a[^sr-x-")
     md = t.markdown()
     assert "weights missing. Fix: `dpir fetch lpips_alex`" in md
@@ -38,16 +40,30 @@ def test_table_mean_std_and_na_footnote():
     assert t.rows[1]["TFLOPs/img"].startswith("0.002") and t.rows[1]["images × seeds"] == "2 × 2"
 
 
-def test_acceleration_verdict_is_one_sided():
-    full = [record("full", s, [30.0, 0.0], nfe=1001, images=("a", "z")) for s in (0, 1)]
-    # better PSNR by a lot: an improvement, never a "loss"
-    jump = [record("jump", 0, [31.0, 28.0], nfe=51), record("jump", 1, [31.2, 28.0], nfe=51)]
-    worse = [record("worse", 0, [25.0, 28.0], nfe=6), record("worse", 1, [25.2, 28.0], nfe=6)]
-    t, verdicts = acceleration_table(full + jump + worse, "full", ["jump", "worse"], ["psnr_y"], "acc", "A")
-    assert [r["images"] for r in t.rows] == ["2", "1", "1"]  # common images only ("a")
-    assert t.rows[1]["NFE cut"] == "19.6×" and t.rows[1]["Δpsnr_y"] == "+1.10"
-    assert "agrees with the paper" in verdicts[0]
-    assert "a loss beyond seed noise" in verdicts[1]
+def test_acceleration_verdict_is_a_paired_non_inferiority_test():
+    """"No loss" needs the whole 95 % interval of the paired gain above -margin (0.1 dB by default):
+    an improvement is never a loss, a clear drop is a loss, and a noisy variant is inconclusive even
+    though its mean equals the reference's (the old 2-sigma seed rule called that "no loss")."""
+    import numpy as np
+
+    ids = tuple(f"i{k}" for k in range(8))
+    base = np.linspace(24.0, 34.0, 8)                       # hard and easy images
+    full = [record("full", s, list(base + 0.01 * s), nfe=1001, images=ids) for s in (0, 1)]
+    better = [record("jump", s, list(base + 1.0 + 0.01 * s), nfe=51, images=ids[:6]) for s in (0, 1)]
+    worse = [record("worse", s, list(base - 1.0), nfe=6, images=ids) for s in (0, 1)]
+    wiggle = np.array([2.0, -2.0, 1.5, -1.5, 2.5, -2.5, 1.0, -1.0])
+    noisy = [record("noisy", s, list(base + 0.01 * s + (1 - 2 * s) * wiggle), nfe=6, images=ids) for s in (0, 1)]
+    t, verdicts = acceleration_table(full + better + worse + noisy, "full", ["jump", "worse", "noisy"], ["psnr_y"],
+                                     "acc", "A")
+    assert [r["images × seeds"] for r in t.rows] == ["8 × 2", "6 × 2", "8 × 2", "8 × 2"]   # common images only
+    assert t.rows[1]["NFE cut"] == "19.6×" and t.rows[1]["Δpsnr_y"] == "+1.00 [+0.99, +1.01]"
+    assert "margin 0.1 dB: no loss" in verdicts[0] and verdicts[0].endswith("agrees with the paper's claim.")
+    assert "margin 0.1 dB: a loss" in verdicts[1] and "does not reproduce the paper's claim" in verdicts[1]
+    assert t.numeric[3]["delta_psnr_y"] == pytest.approx(0.0, abs=1e-12)     # equal means...
+    assert "inconclusive" in verdicts[2]                                       # ...but no evidence of "no loss"
+    # a margin declared in the config decides: 3 dB covers the noisy variant's interval
+    _, wide = acceleration_table(full + noisy, "full", ["noisy"], ["psnr_y"], "acc", "A", margins={"psnr": 3.0})
+    assert "margin 3 dB: no loss" in wide[0]
 
 
 def test_cost_ratios():
@@ -77,7 +93,7 @@ def test_published_row_is_marked_and_never_runs(tmp_path):
     t = build_table(recs, "deblur_x", "T", ["psnr_rgb", "psnr_y"], ["m", "dvsr"])
     row = t.rows[1]
     assert row["Method"].startswith("*DvSR* (published)[^deblur-x-")
-    assert row["psnr_rgb ↑"] == "31.66" and row["psnr_y ↑"] == "—" and row["NFE"] == "—"
+    assert row["psnr_rgb ↑ [dB]"] == "31.66" and row["psnr_y ↑ [dB]"] == "—" and row["NFE"] == "—"
     assert "scores copied from Whang et al. CVPR 2022, Table 1, not measured by this harness" in t.markdown()
     assert t.numeric[1]["published"] and t.numeric[1]["psnr_rgb"] == 31.66
 

@@ -1,15 +1,33 @@
-"""Ablation tables of kind ``rows`` and ``tau_sweep``: one row per method, metric cells mean +- std
-over seeds of the per-seed mean over the images that *every* row restored, and the verdict lines of
-the table's ``expect`` entries (a difference between two rows, or the trend over tau)."""
+"""Ablation tables of kind ``rows`` and ``tau_sweep``: one row per method, metric cells the mean and
+its 95 % bootstrap interval over the images that *every* row restored (and the row's seeds), and the
+verdict lines of the table's ``expect`` entries, decided on paired per-image differences of two rows
+on their common images (or the trend over tau; :mod:`dpir.report.stats`).  Rows declared ``partial``
+(run on fewer images) are set apart below the table and compared on the images they share."""
 from __future__ import annotations
 
+import math
 import statistics
 
 from dpir.config import ablation_dataset, all_methods
 from dpir.errors import DpirError
+from dpir.report import paired as P
 from dpir.report.ablation_cells import extra_cell, header_label
-from dpir.report.stats import common_images, difference_verdict, seed_stats, trend_verdict
-from dpir.report.tables import ARROW, Footnotes, Table, digits_for, lower_better_of
+from dpir.report.stats import (
+    cell_interval,
+    common_images,
+    difference_verdict,
+    paired_comparison,
+    seed_stats,
+    trend_verdict,
+)
+from dpir.report.tables import (
+    Footnotes,
+    Table,
+    digits_for,
+    interval_text,
+    lower_better_of,
+    metric_column,
+)
 
 
 def scored_runs(config: dict, task: str, dataset: str, rows: list[str]) -> dict[str, list[dict]]:
@@ -63,9 +81,9 @@ def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], d
     lower = {m: lower_better_of(m, records) for m in dict.fromkeys(m for r in records for m in r["metrics"])}
     fn = Footnotes(f"{name.replace('_', '-')}-")
     extra = spec.get("columns") or []
-    columns = ["Method", *[header_label(c) for c in extra], *[f"{m} {ARROW[lower.get(m, False)]}" for m in metrics],
-               "NFE", "s/img", "seeds"]
-    rows, numeric = [], []
+    columns = ["Method", *[header_label(c) for c in extra], *[metric_column(m, lower.get(m, False)) for m in metrics],
+               "NFE", "s/img", "images × seeds"]
+    rows, numeric, apart = [], [], []
     stats: dict[str, dict[str, tuple]] = {}
     for method in spec["rows"]:
         rs = runs[method]
@@ -82,7 +100,7 @@ def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], d
                                      f"({', '.join(row_images[method])}) only; verdicts against it use those images.")
         for m in metrics:
             s = seed_stats(rs, m, row_images[method])
-            col = f"{m} {ARROW[lower.get(m, False)]}"
+            col = metric_column(m, lower.get(m, False))
             if s is None:
                 e = next((r["metrics"][m] for r in rs if not r["metrics"].get(m, {}).get("available", True)), None)
                 why = f"`{m}`: {e['reason']} Fix: `{e['fix']}`." if e and e.get("reason") else f"`{m}` not computed."
@@ -90,28 +108,35 @@ def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], d
                 num[m] = None
                 continue
             stats[method][m] = s
-            d = digits_for(m)
-            row[col] = f"{s[0]:.{d}f} ± {s[1]:.{d}f}" if s[2] > 1 else f"{s[0]:.{d}f}"
+            iv = cell_interval(rs, m, row_images[method])
+            row[col] = interval_text(s[0], iv, digits_for(m))
             num[m], num[f"{m}_std"] = s[0], s[1]
+            if iv is not None and not math.isnan(iv.low):
+                num[f"{m}_ci_low"], num[f"{m}_ci_high"] = iv.low, iv.high
         c = rs[0]["cost"]
         row["NFE"] = str(c["nfe"])
         row["s/img"] = f"{statistics.fmean(r['cost']['seconds_per_image'] for r in rs):.2f}"
-        row["seeds"] = str(len(rs))
-        num.update(nfe=c["nfe"], seconds=statistics.fmean(r["cost"]["seconds_per_image"] for r in rs), seeds=len(rs))
-        rows.append(row)
+        row["images × seeds"] = f"{len(row_images[method])} × {len(rs)}"
+        num.update(nfe=c["nfe"], seconds=statistics.fmean(r["cost"]["seconds_per_image"] for r in rs), seeds=len(rs),
+                   images=len(row_images[method]), partial=method in partial)
+        (apart if method in partial else rows).append(row)
         numeric.append(num)
     seeds = sorted({len(rs) for rs in runs.values()})
     header = (f"{len(images)} test image(s) of `{task}/{dataset}` common to every row ({', '.join(images)}); "
-              f"seeds per row: {', '.join(map(str, seeds))}. Cells: mean ± std over seeds of the per-seed mean "
-              "(one value for deterministic or single-seed rows).")
+              f"seeds per row: {', '.join(map(str, seeds))}. Cells: mean [95 % interval], a percentile bootstrap "
+              f"({P.RESAMPLES} resamples, seed {P.BOOTSTRAP_SEED}) over those images and the row's seeds; "
+              "n images × seeds per row in the last column.")
     notes = [header, *([spec["note"]] if spec.get("note") else []), *fn.lines()]
-    table = Table(name=name, title=spec["title"], columns=columns, rows=rows, numeric=numeric, footnotes=notes)
-    verdicts = _verdicts(spec, runs, stats, metrics, lower, methods, row_images)
+    note = "Rows run on fewer images (compared with the rows above on the images they share):"
+    table = Table(name=name, title=spec["title"], columns=columns, rows=rows, numeric=numeric, footnotes=notes,
+                  apart=apart, apart_note=note if apart else "")
+    margins = (config.get("report") or {}).get("margins")
+    verdicts = _verdicts(spec, runs, stats, metrics, lower, methods, row_images, margins)
     return table, verdicts, {"images": images, "runs": runs, "stats": stats, "metrics": metrics, "lower": lower}
 
 
 def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: dict, methods: dict,
-              row_images: dict[str, list[str]]) -> list[str]:
+              row_images: dict[str, list[str]], margins: dict | None = None) -> list[str]:
     out = []
     for e in spec.get("expect") or []:
         metric = resolve_metric(e["metric"], metrics, runs)
@@ -119,29 +144,30 @@ def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: di
             out.append(f"- Paper: {e['paper']}. Ours: `{e['metric']}` was not computed in this run → **not checked**.")
             continue
         lb = lower.get(metric, False)
+        d = digits_for(metric)
         if e.get("trend"):
-            taus, vals, sds = [], [], []
+            taus, vals, names = [], [], []
             for method in spec["rows"]:
                 tau = methods[method].get("tau")
                 if tau is not None and metric in stats.get(method, {}):
                     taus.append(int(tau))
                     vals.append(stats[method][metric][0])
-                    sds.append(stats[method][metric][1])
+                    names.append(method)
             if len(taus) < 3:
                 out.append(f"- Paper: {e['paper']}. Ours: fewer than 3 τ values → **not checked**.")
                 continue
             order = sorted(range(len(taus)), key=lambda i: taus[i])
+            lo, hi = names[order[0]], names[order[-1]]
+            both = sorted(set(row_images[lo]) & set(row_images[hi]))
+            got = paired_comparison(runs[hi], runs[lo], metric, both)
             out.append(trend_verdict([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
-                                     e["paper"], [sds[i] for i in order]))
+                                     e["paper"], got[2] if got else None, d))
             continue
-        a, b = stats.get(e["row"], {}).get(metric), stats.get(e["vs"], {}).get(metric)
-        if a is not None and b is not None and row_images[e["row"]] != row_images[e["vs"]]:
-            both = sorted(set(row_images[e["row"]]) & set(row_images[e["vs"]]))
-            a, b = seed_stats(runs[e["row"]], metric, both), seed_stats(runs[e["vs"]], metric, both)
-        if a is None or b is None:
+        row, vs = e["row"], e["vs"]
+        if metric not in stats.get(row, {}) or metric not in stats.get(vs, {}):
             out.append(f"- Paper: {e['paper']}. Ours: `{metric}` missing for a row → **not checked**.")
             continue
-        la, lb_ = runs[e["row"]][0]["label"], runs[e["vs"]][0]["label"]
-        out.append(difference_verdict(la, a, lb_, b, metric, lb, e.get("direction", "better"), e["paper"],
-                                      digits_for(metric)))
+        both = sorted(set(row_images[row]) & set(row_images[vs]))
+        out.append(difference_verdict(runs[row][0]["label"], runs[row], runs[vs][0]["label"], runs[vs], both, metric,
+                                      lb, e.get("direction", "better"), e["paper"], d, margins))
     return out

@@ -3,7 +3,6 @@
 results JSON files only."""
 from __future__ import annotations
 
-import math
 import statistics
 
 from dpir.report.tables import Footnotes, Table, digits_for, lower_better_of
@@ -68,62 +67,66 @@ def cost_table(records: list[dict], reference: str, name: str, title: str, order
 
 
 def acceleration_table(records: list[dict], reference: str, compare: list[str], metrics: list[str], name: str,
-                       title: str) -> tuple[Table, list[str]] | None:
-    """Each variant vs the reference on the images both restored: mean ± std over seeds, the
-    difference, and whether the variant *loses* more than seed noise (a change in the worse direction
-    larger than 2 * sqrt(sd_a^2 + sd_b^2); improvements are not losses)."""
+                       title: str, margins: dict | None = None) -> tuple[Table, list[str]] | None:
+    """Each variant vs the reference on the images both restored: each cell's mean with its 95 % bootstrap
+    interval (images and seeds), the paired per-image difference with its interval, and a non-inferiority
+    verdict per metric against the declared margin (``report.margins``, :func:`dpir.report.paired.margin_for`):
+    "no loss" only when the whole interval of the variant's gain lies above ``-margin``, "a loss" when it lies
+    wholly below, inconclusive otherwise -- so seed noise alone can never read as "no loss"."""
+    from dpir.report import paired as P
+    from dpir.report.stats import paired_comparison, with_unit
+
     runs = _by_method(records)
     if reference not in runs or not any(c in runs for c in compare):
         return None
     verdicts = []
-    columns = ["Method", "NFE", "NFE cut", "images", *[f"{m}" for m in metrics], *[f"Δ{m}" for m in metrics]]
+    columns = ["Method", "NFE", "NFE cut", "images × seeds", *[f"{m}" for m in metrics], *[f"Δ{m}" for m in metrics]]
     rows, numeric = [], []
-
-    def stats(method, metric, images):
-        per_seed = []
-        for r in runs[method]:
-            e = r["metrics"].get(metric)
-            if not e or not e["available"]:
-                return None
-            vals = [e["per_image"][i] for i in images if i in e["per_image"] and math.isfinite(e["per_image"][i])]
-            if vals:
-                per_seed.append(statistics.fmean(vals))
-        if not per_seed:
-            return None
-        return statistics.fmean(per_seed), (statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0)
-
     ref_nfe = runs[reference][0]["cost"]["nfe"]
     lower = {metric: lower_better_of(metric, records) for metric in metrics}
     for m in [reference, *[c for c in compare if c in runs]]:
         checks = []
         images = sorted(set(runs[m][0]["images"]) & set(runs[reference][0]["images"]))
         nfe = runs[m][0]["cost"]["nfe"]
-        row = {"Method": runs[m][0]["label"], "NFE": str(nfe), "NFE cut": f"{ref_nfe / nfe:.1f}×", "images": str(len(images))}
+        row = {"Method": runs[m][0]["label"], "NFE": str(nfe), "NFE cut": f"{ref_nfe / nfe:.1f}×",
+               "images × seeds": f"{len(images)} × {len(runs[m])}"}
         num = {"method": m, "nfe": nfe, "nfe_cut": ref_nfe / nfe, "images": len(images)}
         for metric in metrics:
-            s, r = stats(m, metric, images), stats(reference, metric, images)
+            got = paired_comparison(runs[m], runs[reference], metric, images)
             d = digits_for(metric)
-            if s is None or r is None:
+            if got is None:
                 row[metric], row[f"Δ{metric}"] = "n/a", "n/a"
                 continue
-            row[metric] = f"{s[0]:.{d}f} ± {s[1]:.{d}f}"
-            diff = s[0] - r[0]
-            noise = 2 * math.sqrt(s[1] ** 2 + r[1] ** 2)
-            row[f"Δ{metric}"] = f"{diff:+.{d}f}" if m != reference else "—"
-            num[metric], num[f"{metric}_std"], num[f"delta_{metric}"] = s[0], s[1], diff
+            cell, _, diff = got
+            row[metric] = P.format_interval(cell, d)
+            row[f"Δ{metric}"] = P.format_interval(diff, d, signed=True) if m != reference else "—"
+            num[metric], num[f"{metric}_ci_low"], num[f"{metric}_ci_high"] = cell.estimate, cell.low, cell.high
+            num[f"delta_{metric}"] = diff.estimate
             if m != reference:
-                loss = diff if lower.get(metric) else -diff   # > 0: the variant is worse
-                lost = loss > noise
-                checks.append((lost, f"{metric} {diff:+.{d}f} (2σ seed noise {noise:.{d}f}{', a loss' if lost else ''})"))
+                margin = P.margin_for(metric, margins)
+                if margin is None:
+                    checks.append(("inconclusive", f"{metric} Δ {P.format_interval(diff, d, signed=True)}{with_unit(metric)} "
+                                                   f"(no margin declared: set report.margins.{metric})"))
+                    continue
+                v = P.noninferiority_verdict(diff, bool(lower.get(metric)), margin)
+                checks.append((v, f"{metric} Δ {P.format_interval(diff, d, signed=True)}{with_unit(metric)} "
+                                  f"(margin {margin:g}{with_unit(metric)}: {v})"))
         if m != reference and checks:
-            lost_any = any(c[0] for c in checks)
+            kinds = {c[0] for c in checks}
+            n = f"{len(images)} image(s) × {len(runs[m])} vs {len(runs[reference])} seed(s)"
+            if "a loss" in kinds:
+                end = "a loss beyond the margin: does not reproduce the paper's claim on this run."
+            elif kinds == {"no loss"}:
+                end = "no loss beyond the margin (95 % interval): agrees with the paper's claim."
+            else:
+                end = ("inconclusive: the interval is too wide to rule out a loss larger than the margin "
+                       f"({n}).")
             verdicts.append(f"- {runs[m][0]['label']}: NFE {ref_nfe} → {nfe} ({ref_nfe / nfe:.1f}× fewer); "
-                            + "; ".join(c[1] for c in checks) + " → "
-                            + ("a loss beyond seed noise: does not reproduce the paper's claim on this run."
-                               if lost_any else "no loss beyond seed noise: agrees with the paper's claim."))
+                            + "; ".join(c[1] for c in checks) + f"; {n} → " + end)
         rows.append(row)
         numeric.append(num)
     notes = [f"Each variant is compared with {runs[reference][0]['label']} on the images both restored (the full "
-             "chain may run on fewer images in the default config); cells are mean ± std over seeds of the "
-             "per-seed mean over those images."]
+             "chain may run on fewer images in the default config); cells are means with 95 % percentile-bootstrap "
+             "intervals over images and seeds; Δ is the mean paired per-image difference with its interval "
+             "(dpir.report.paired, scipy.stats.bootstrap)."]
     return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes), verdicts

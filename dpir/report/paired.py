@@ -193,8 +193,10 @@ def margin_for(metric: str, margins: dict | None = None) -> float | None:
     return None
 
 
-def format_interval(iv: Interval, digits: int) -> str:
-    """``"28.41 [28.30, 28.52]"`` (or the estimate alone when no interval exists)."""
+def format_interval(iv: Interval, digits: int, signed: bool = False) -> str:
+    """``"28.41 [28.30, 28.52]"`` (or the estimate alone when no interval exists); ``signed`` for
+    differences: ``"+0.12 [-0.03, +0.27]"``."""
+    s = "+" if signed else ""
     if math.isnan(iv.low):
-        return f"{iv.estimate:.{digits}f}"
-    return f"{iv.estimate:.{digits}f} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
+        return f"{iv.estimate:{s}.{digits}f}"
+    return f"{iv.estimate:{s}.{digits}f} [{iv.low:{s}.{digits}f}, {iv.high:{s}.{digits}f}]"

@@ -99,6 +99,9 @@ def table9_section(data: dict | None, source: str = "") -> list[str]:
               + ".  DP-IR per task: its cheapest configured row; a diffusion competitor: any other method with "
               "more than one network call per image (one-pass networks are shown for scale)."]
     lines += ["", *(f"[{i}] {n}" for i, n in enumerate(notes, 1))] if notes else []
+    skipped = data.get("not_counted") or []
+    if skipped:             # checkpoint rows whose file is not on this machine (the count never downloads)
+        lines += ["", "Not counted: " + "; ".join(f"{r['task']}, {r['label']} ({r['why']})" for r in skipped) + "."]
     return lines + [""]
 
 

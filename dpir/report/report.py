@@ -113,7 +113,8 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[s
     acc = (rep_cfg.get("acceleration") or {}).get(task)
     if acc:
         res = acceleration_table(records, acc["reference"], acc["compare"], acc.get("metrics", ["psnr_y", "ssim_y"]),
-                                 f"{task}_{ds}_acceleration", f"One-step acceleration vs the full chain ({task} / {ds})")
+                                 f"{task}_{ds}_acceleration", f"One-step acceleration vs the full chain ({task} / {ds})",
+                                 margins=rep_cfg.get("margins"))
         if res:
             t, verdicts = res
             t.write(paths.tables_dir(config))

@@ -1,20 +1,42 @@
-"""Statistics of the ablation tables over seeds: per-seed means on common images, and the verdict
-lines that compare a difference (or a trend over tau) with seed noise.
+"""Statistics of the ablation tables: per-row cells with bootstrap intervals over images and seeds, and
+the verdict lines that check the paper's stated differences (or trends over tau) on *paired* per-image
+differences (:mod:`dpir.report.paired`).
 
-Pure functions of results records and numbers; nothing here reads a config or a file.  A difference
-counts only when it is larger than 2 * sqrt(sd_a^2 + sd_b^2), the standard deviations over seeds of
-the two rows (0 for a deterministic or single-seed row, so then any difference counts).
+Pure functions of results records and numbers; nothing here reads a config or a file.  A comparison is
+made on the images both rows scored (finite in every seed of both), never on two means: the per-image
+difference cancels how hard each image is.  A direction claim (better / worse) agrees only when the 95 %
+interval of the paired difference is wholly on the claimed side; a "close" claim is an equivalence test
+against the metric's margin (``report.margins``), so noise alone can never produce "close".
 """
 from __future__ import annotations
 
 import math
 import statistics
 
+from dpir.report import paired as P
+
 
 def common_images(runs: dict[str, list[dict]]) -> list[str]:
     """The image ids that every run of every row scored, sorted (rows may run on different subsets)."""
     sets = [set(r["images"]) for rs in runs.values() for r in rs]
     return sorted(set.intersection(*sets)) if sets else []
+
+
+def finite_images(runs: list[dict], metric: str, images: list[str]) -> list[str]:
+    """The ids of ``images`` with a finite ``metric`` score in every run of ``runs`` (PSNR is +inf on an
+    identical image; such an image is left out of the mean, as in the results file)."""
+    out = []
+    for i in images:
+        ok = True
+        for r in runs:
+            e = (r.get("metrics") or {}).get(metric) or {}
+            v = (e.get("per_image") or {}).get(i)
+            if v is None or not math.isfinite(v):
+                ok = False
+                break
+        if ok:
+            out.append(i)
+    return out
 
 
 def seed_stats(runs: list[dict], metric: str, images: list[str]) -> tuple[float, float, int] | None:
@@ -33,30 +55,91 @@ def seed_stats(runs: list[dict], metric: str, images: list[str]) -> tuple[float,
     return statistics.fmean(per_seed), (statistics.stdev(per_seed) if len(per_seed) > 1 else 0.0), len(per_seed)
 
 
-def difference_verdict(name_a: str, a: tuple, name_b: str, b: tuple, metric: str, lower_better: bool,
-                       direction: str, paper: str, digits: int = 3) -> str:
-    """One line: does ``a`` differ from ``b`` on ``metric`` the way the paper says (better / worse / close)?"""
-    diff = a[0] - b[0]
-    noise = 2 * math.sqrt(a[1] ** 2 + b[1] ** 2)
-    gain = -diff if lower_better else diff          # > 0: a is better than b
-    beyond = abs(diff) > noise
-    fact = (f"{name_a} vs {name_b}: {metric} {a[0]:.{digits}f} vs {b[0]:.{digits}f} "
-            f"(Δ {diff:+.{digits}f}, seed noise ±{noise:.{digits}f})")
-    if round(diff, digits) == 0 and direction != "close":
-        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — no difference at this precision**."
+def cell_interval(runs: list[dict], metric: str, images: list[str],
+                  resamples: int = P.RESAMPLES) -> P.Interval | None:
+    """The mean of a row on ``images`` (its finite ones) and its 95 % bootstrap interval over images and
+    seeds, or None when the metric is missing."""
+    imgs = finite_images(runs, metric, images)
+    m = P.score_matrix(runs, metric, imgs) if imgs else None
+    return P.mean_ci(m, resamples=resamples) if m is not None else None
+
+
+def with_unit(metric: str) -> str:
+    """``" dB"`` for a PSNR preset, "" for a unitless metric: the suffix of a number of ``metric``."""
+    from dpir.metrics import unit_of
+
+    u = unit_of(metric)
+    return f" {u}" if u else ""
+
+
+def _fmt_iv(iv: P.Interval, digits: int, signed: bool = False) -> str:
+    s = "+" if signed else ""
+    if math.isnan(iv.low):
+        return f"{iv.estimate:{s}.{digits}f}"
+    return f"{iv.estimate:{s}.{digits}f} [{iv.low:{s}.{digits}f}, {iv.high:{s}.{digits}f}]"
+
+
+def paired_comparison(runs_a: list[dict], runs_b: list[dict], metric: str, images: list[str]
+                      ) -> tuple[P.Interval, P.Interval, P.Interval] | None:
+    """(cell of a, cell of b, paired difference a - b) on the ``images`` finite in every run of both rows,
+    or None when either row lacks the metric there."""
+    imgs = finite_images([*runs_a, *runs_b], metric, images)
+    if not imgs:
+        return None
+    a, b = P.score_matrix(runs_a, metric, imgs), P.score_matrix(runs_b, metric, imgs)
+    if a is None or b is None:
+        return None
+    return P.mean_ci(a), P.mean_ci(b), P.paired_difference(a, b)
+
+
+def _sample(iv: P.Interval, seeds_a: int, seeds_b: int) -> str:
+    return f"{iv.n_images} image(s) × {seeds_a} vs {seeds_b} seed(s)"
+
+
+def difference_verdict(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict], images: list[str],
+                       metric: str, lower_better: bool, direction: str, paper: str, digits: int = 3,
+                       margins: dict | None = None) -> str:
+    """One line: does ``a`` differ from ``b`` on ``metric`` the way the paper says (better / worse / close),
+    decided on the paired per-image differences over ``images`` (the images both rows scored)?
+
+    better / worse: :func:`dpir.report.paired.direction_verdict` (the whole interval on one side).
+    close: an equivalence test (:func:`dpir.report.paired.equivalence_verdict`): "agrees" only when the
+    whole interval lies inside ``±margin``; a large improvement is "not close" and says so.
+    """
+    got = paired_comparison(runs_a, runs_b, metric, images)
+    if got is None:
+        return f"- Paper: {paper}. Ours: `{metric}` missing for a row on their common images → **not checked**."
+    ca, cb, iv = got
+    unit = with_unit(metric)
+    margin = P.margin_for(metric, margins) if direction == "close" else None
+    fact = (f"{name_a} vs {name_b}: {metric} {ca.estimate:.{digits}f} vs {cb.estimate:.{digits}f}{unit}; "
+            f"paired Δ {_fmt_iv(iv, digits, signed=True)}{unit}")
+    tail = f" (95 % bootstrap CI over {_sample(iv, len(runs_a), len(runs_b))}"
     if direction == "close":
-        ok = not (beyond and gain < 0)
-        verdict = ("agrees" if ok else "disagrees") + (" — no loss beyond seed noise" if ok else
-                                                        " — a loss beyond seed noise")
-    else:
-        want = 1 if direction == "better" else -1
-        if gain * want > 0:
-            verdict = "agrees" + ("" if beyond else " in direction, but within seed noise")
-        elif gain == 0:
-            verdict = "inconclusive — no difference"
+        if margin is None:
+            return (f"- Paper: {paper}. Ours: {fact}{tail}) → **not checked — no equivalence margin for "
+                    f"`{metric}`: declare one under `report.margins`**.")
+        tail += f"; equivalence margin ±{margin:g}{unit}"
+    fact += tail + ")"
+    if math.isnan(iv.low):
+        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — one common image gives no interval**."
+    if direction == "close":
+        v = P.equivalence_verdict(iv, margin)
+        if v == "close":
+            verdict = f"agrees — equivalent within ±{margin:g}{unit}"
+        elif v == "not close":
+            g, _, _ = P.gain(iv, lower_better)
+            verdict = f"disagrees — {'better' if g > 0 else 'worse'} by more than ±{margin:g}{unit}"
         else:
-            verdict = "disagrees" + ("" if beyond else " in direction, within seed noise")
-    return f"- Paper: {paper}. Ours: {fact} → **{verdict}**."
+            verdict = f"inconclusive — the interval is not within ±{margin:g}{unit}"
+        return f"- Paper: {paper}. Ours: {fact} → **{verdict}**."
+    lo, hi = round(iv.low, digits), round(iv.high, digits)
+    if lo == 0 and hi == 0:
+        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — no difference at this precision**."
+    v = P.direction_verdict(iv, lower_better, direction)
+    if v == "inconclusive":
+        v = "inconclusive — the interval includes no difference"
+    return f"- Paper: {paper}. Ours: {fact} → **{v}**."
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
@@ -81,17 +164,27 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 
 def trend_verdict(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
-                  stds: list[float] | None = None) -> str:
+                  ends: P.Interval | None = None, digits: int = 3) -> str:
     """``trend`` is the paper's direction of the *quality* as tau grows (increasing = gets better).
-    A sweep whose whole range is within 2 x the largest seed std is inconclusive, whatever its ranks."""
+
+    The ranks decide the direction (Spearman's rho); ``ends`` -- the paired difference of the largest-tau
+    row minus the smallest-tau row on their common images -- decides whether the sweep moves beyond noise:
+    an interval that includes 0 makes the verdict inconclusive, whatever the ranks."""
     rho = spearman([float(t) for t in taus], values)
     quality_rho = -rho if lower_better else rho
     want = 1 if trend == "increasing" else -1
     pairs = ", ".join(f"τ={t}: {v:.4g}" for t, v in zip(taus, values))
-    noise = 2 * max(stds or [0.0])
-    if stds and max(values) - min(values) <= noise:
-        return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}) spans {max(values) - min(values):.2g}, within "
-                f"seed noise ±{noise:.2g} → **inconclusive — τ makes no measurable difference here**.")
+    unit = with_unit(metric)
+    if ends is not None:
+        span = (f"paired Δ(τ={taus[-1]} − τ={taus[0]}) {_fmt_iv(ends, digits, signed=True)}{unit} "
+                f"(95 % bootstrap CI over {ends.n_images} image(s))")
+        if math.isnan(ends.low) or ends.low <= 0 <= ends.high:
+            return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}); {span} includes 0 → **inconclusive — τ makes "
+                    "no measurable difference here**.")
+        if round(ends.low, digits) == 0 and round(ends.high, digits) == 0:
+            return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}); {span} → **inconclusive — τ makes no "
+                    "difference at this precision**.")
+        pairs += f"; {span}"
     if quality_rho * want > 0:
         verdict = "agrees" + (" (monotone)" if abs(rho) == 1 else " (not monotone)")
     elif rho == 0:

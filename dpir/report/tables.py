@@ -1,8 +1,12 @@
 """Aggregate results JSON files into tables (Markdown + CSV).
 
-A cell is the mean over images of one run; for stochastic methods the cell is the mean over seeds
-and "± std" (sample standard deviation of the per-seed means).  A metric that could not be computed
-is "n/a" with a footnote naming why and the command that fixes it.
+A cell is the mean over images of one run (for stochastic methods, over images and seeds) with its 95 %
+bootstrap interval ``mean [low, high]`` over images (and seeds), computed on the images the row was
+scored on (:mod:`dpir.report.paired`); the CSV carries ``<metric>_ci_low`` / ``<metric>_ci_high`` and the
+std over seeds (``<metric>_std``, the plots' error bars).  A row scored on fewer images than the others
+(a method's ``max_images``) is not comparable with them: it is set apart below the table, marked, with
+a footnote naming its images.  A metric that could not be computed is "n/a" with a footnote naming why
+and the command that fixes it.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 import pandas as pd
 
 from dpir.checkpoint import atomic_write_text
+from dpir.report import paired as P
+from dpir.report.stats import cell_interval, common_images
 from dpir.results import architecture_of, declared_cost
 
 ARROW = {True: "↓", False: "↑"}
@@ -28,10 +34,15 @@ class Table:
     rows: list[dict]                # display strings
     numeric: list[dict]             # numbers, for CSV and plots
     footnotes: list[str] = field(default_factory=list)
+    apart: list[dict] = field(default_factory=list)     # rows on fewer images, shown below the table
+    apart_note: str = ""
 
     def markdown(self) -> str:
         df = pd.DataFrame(self.rows, columns=self.columns)
         body = df.to_markdown(index=False, disable_numparse=True)
+        if self.apart:
+            rest = pd.DataFrame(self.apart, columns=self.columns).to_markdown(index=False, disable_numparse=True)
+            body = f"{body}\n\n{self.apart_note}\n\n{rest}"
         notes = "\n".join(f"{n}" for n in self.footnotes)
         return f"{body}\n\n{notes}\n" if notes else body + "\n"
 
@@ -47,6 +58,21 @@ def _fmt(v: float | None, digits: int) -> str:
     if math.isinf(v):
         return "inf"
     return f"{v:.{digits}f}"
+
+
+def metric_column(metric: str, lower_better: bool) -> str:
+    """The header of a metric column: name, direction arrow and unit (``psnr_y ↑ [dB]``)."""
+    from dpir.metrics import unit_of
+
+    unit = unit_of(metric)
+    return f"{metric} {ARROW[lower_better]}" + (f" [{unit}]" if unit else "")
+
+
+def interval_text(estimate: float, iv, digits: int) -> str:
+    """``"28.41 [28.30, 28.52]"``: the estimate and its 95 % interval (the estimate alone without one)."""
+    if iv is None or math.isnan(iv.low):
+        return _fmt(estimate, digits)
+    return f"{_fmt(estimate, digits)} [{iv.low:.{digits}f}, {iv.high:.{digits}f}]"
 
 
 def digits_for(metric: str) -> int:
@@ -147,9 +173,11 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
     for r in records:
         for m, v in (r.get("metrics") or {}).items():
             conventions[m] = v["convention"]
-    metric_cols = [f"{m} {ARROW[lower_better_of(m, records)]}" for m in metrics]
+    metric_cols = [metric_column(m, lower_better_of(m, records)) for m in metrics]
     columns = ["Method", *metric_cols, "NFE", "Params total (M)", "Params trained (M)", "TFLOPs/img", "s/img", "images × seeds"]
-    rows, numeric = [], []
+    rows, numeric, apart = [], [], []
+    scored = {m: common_images({m: rs}) for m, rs in by_method.items() if not rs[0].get("published")}
+    n_full = max((len(v) for v in scored.values()), default=0)
     for method in method_order(records, method_names):
         runs = sorted(by_method[method], key=lambda r: r["seed"])
         first = runs[0]
@@ -159,11 +187,18 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
             rows.append(row)
             numeric.append(num)
             continue
+        images = scored[method]
         row = {"Method": label}
         arch = architecture_of(first)
         if arch:
             row["Method"] += fn.mark(f"{label}: network architecture {arch}.")
-        num = {"method": method, "label": label, "seeds": len(runs), "images": first["n_images"]}
+        fewer = len(images) < n_full
+        if fewer:
+            row["Method"] += fn.mark(f"{label}: scored on {len(images)} of the {n_full} test images ({', '.join(images)}; "
+                                     "the method's `max_images`): its cells are means over those images only, not "
+                                     "comparable with the rows above.")
+        num = {"method": method, "label": label, "seeds": len(runs), "images": len(images), "partial": fewer}
+        target = apart if fewer else rows
         for m, col in zip(metrics, metric_cols):
             entries = [r["metrics"].get(m) for r in runs]
             if any(e is None for e in entries):
@@ -178,22 +213,22 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
             means = [e["mean"] for e in entries]
             mu = statistics.fmean(means)
             d = digits_for(m)
+            iv = cell_interval(runs, m, images)
+            row[col] = interval_text(mu, iv, d)
             if len(means) > 1:
-                sd = statistics.stdev(means)
-                row[col] = f"{_fmt(mu, d)} ± {_fmt(sd, d)}"
-                num[f"{m}_std"] = sd
-            else:
-                row[col] = _fmt(mu, d)
+                num[f"{m}_std"] = statistics.stdev(means)
             num[m] = mu
+            if iv is not None and not math.isnan(iv.low):
+                num[f"{m}_ci_low"], num[f"{m}_ci_high"] = iv.low, iv.high
             if any(e.get("n_nonfinite") for e in entries):
                 row[col] += fn.mark(f"`{m}`: some images scored a non-finite value (identical images give infinite PSNR); they are left out of the mean.")
         declared = declared_cost(first)
         if declared is not None:
             row.update(_declared_cells(first, declared, fn))
-            row["images × seeds"] = f"{first['n_images']} × {len(runs)}"
+            row["images × seeds"] = f"{len(images)} × {len(runs)}"
             num.update(nfe=declared["nfe"], params_total=declared["params"], params_trained=declared["params"],
                        tflops=declared["tflops"], seconds=None, cost_declared=True)
-            rows.append(row)
+            target.append(row)
             numeric.append(num)
             continue
         c = first["cost"]
@@ -212,16 +247,20 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
             row["TFLOPs/img"] += fn.mark(f"TFLOPs per image measured with torch FlopCounterMode (2 x MACs of conv/matmul; elementwise ops not counted) on a {h}x{w} input.")
         secs = [r["cost"]["seconds_per_image"] for r in runs]
         row["s/img"] = f"{statistics.fmean(secs):.3f}"
-        row["images × seeds"] = f"{first['n_images']} × {len(runs)}"
+        row["images × seeds"] = f"{len(images)} × {len(runs)}"
         num.update(nfe=c["nfe"], params_total=c["params_total"], params_trained=c["params_trained"],
                    tflops=(fl / 1e12 if fl is not None else None), seconds=statistics.fmean(secs))
-        rows.append(row)
+        target.append(row)
         numeric.append(num)
     notes = fn.lines()
     conv = [f"- `{m}`: {conventions[m]}" for m in metrics if m in conventions]
     if conv:
         notes = ["Metric presets:", *conv, "", *notes]
-    seeds_note = ("Stochastic methods: mean ± standard deviation over seeds of the per-seed mean; deterministic "
-                  "methods run once. Images are scored as written to disk (8-bit PNG).")
+    seeds_note = (f"Cells: mean [95 % interval], a percentile bootstrap ({P.RESAMPLES} resamples, seed {P.BOOTSTRAP_SEED}) over the row's images and, for "
+                  "stochastic methods, its seeds (resampled independently); n images × seeds per row in the last "
+                  "column. Deterministic methods run once. Images are scored as written to disk (8-bit PNG).")
     notes = [seeds_note, "", *notes]
-    return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes)
+    note = (f"Rows scored on fewer than the {n_full} test images of the rows above (a method's `max_images`): their "
+            "means are over fewer images and are not comparable with the rows above.")
+    return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes, apart=apart,
+                 apart_note=note if apart else "")
