@@ -114,3 +114,11 @@ def test_published_row_config_errors(tmp_path, bad, match):
                                                  "scores": {"bundled": {"psnr_rgb": 31.66}}, **bad}
     with pytest.raises(DpirError, match=match):
         validate_config(cfg)
+
+
+def test_tables_are_rendered_in_the_papers_order():
+    from dpir.report.report import paper_order
+
+    cfg = {"tasks": {"sr": {"title": "Table 3: SR"}, "extra": {"title": "my task"}, "deblur": {"title": "Table 2: x"},
+                     "burst": {"title": "Table 1: y"}}}
+    assert paper_order(cfg) == ["burst", "deblur", "sr", "extra"]

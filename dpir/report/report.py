@@ -19,10 +19,22 @@ def table_name(task: str, dataset: str) -> str:
     return f"{task}_{dataset}"
 
 
+def paper_order(config: dict) -> list[str]:
+    """The enabled tasks in the paper's table order (the number in a title "Table N: ..."; tasks without
+    one keep their config order, after the numbered ones)."""
+    import re
+
+    def number(task):
+        m = re.match(r"\s*Table\s+(\d+)", str(config["tasks"][task].get("title") or ""))
+        return int(m.group(1)) if m else 10 ** 6
+    tasks = enabled_tasks(config)
+    return sorted(tasks, key=lambda t: (number(t), tasks.index(t)))
+
+
 def render_tables(config: dict) -> list[tuple[str, str, Table]]:
-    """Build and write every (task, test dataset) table; returns (task, dataset, table)."""
+    """Build and write every (task, test dataset) table, in the paper's order; returns (task, dataset, table)."""
     out = []
-    for task in enabled_tasks(config):
+    for task in paper_order(config):
         tcfg = config["tasks"][task]
         records = load_scores(config["out"], task)
         for ds in tcfg["test_datasets"]:
