@@ -52,10 +52,15 @@ def is_deterministic(method_cfg: dict) -> bool:
     return method_cfg["kind"] in DETERMINISTIC_KINDS or bool(method_cfg.get("deterministic"))
 
 
+#: the dpir-bench checkout (the folder holding ``dpir/``, ``config/``, ``examples/``): ``{root}`` in paths
+ROOT = __file__.replace("\\", "/").rsplit("/", 2)[0]
+
+
 def expand_path(config: dict, text: str, **fields: str) -> str:
-    """A path of a method config with its placeholders filled: ``{out}`` (the config's output folder)
-    and any of ``fields`` (``{task}``, ``{dataset}``); other braces are left alone."""
-    text = str(text).replace("{out}", str(config.get("out", "results")))
+    """A path of a method config with its placeholders filled: ``{out}`` (the config's output folder),
+    ``{root}`` (this dpir-bench checkout: the shipped examples, wherever Snakemake's working directory
+    is) and any of ``fields`` (``{task}``, ``{dataset}``); other braces are left alone."""
+    text = str(text).replace("{out}", str(config.get("out", "results"))).replace("{root}", ROOT)
     for k, v in fields.items():
         text = text.replace("{" + k + "}", str(v))
     return text

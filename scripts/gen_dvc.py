@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import csv
 import json
 import sys
@@ -54,6 +55,7 @@ def module_file(module: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)        # pure for a run: each module is parsed once, not once per stage
 def _imports(path: Path, module: str) -> set[str]:
     """Repository modules imported anywhere in ``path`` (``module`` is its dotted name)."""
     tree = ast.parse(path.read_text(), str(path))
@@ -109,11 +111,12 @@ def user_files(cfg: dict, task: str, mcfg: dict) -> list[str]:
         if module.endswith(".py"):
             found.append(Path(module))
         for folder in mcfg.get("python_path") or []:
-            base = Path(folder).joinpath(*module.split("."))
+            base = Path(F.expand_path(cfg, folder)).joinpath(*module.split("."))
             found += [p for p in (base.with_suffix(".py"), base) if p.exists()]
     elif F.is_outputs(mcfg):
         if mcfg.get("make"):
-            found += [Path(tok) for tok in str(mcfg["make"]).split() if "{" not in tok and Path(tok).is_file()]
+            make = F.expand_path(cfg, mcfg["make"])                 # {root}, {out}; job fields stay braced
+            found += [Path(tok) for tok in make.split() if "{" not in tok and Path(tok).is_file()]
         else:
             found.append(Path(F.expand_path(cfg, mcfg["path"], task=task)))
     elif F.checkpoint_file(cfg, mcfg):

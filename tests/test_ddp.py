@@ -46,7 +46,10 @@ def _rank(rank: int, world: int, port: int, cfg: dict, stop_after):
 
 
 def ddp(cfg, world=2, stop_after=None):
-    mp.spawn(_rank, args=(world, _free_port(), cfg, stop_after), nprocs=world, join=True)
+    # forked, not spawned: a spawned rank re-imports torch and dpir (~3 s each launch); the ranks are
+    # the same processes of the gloo group either way (torch re-creates its thread pools after a fork)
+    mp.start_processes(_rank, args=(world, _free_port(), cfg, stop_after), nprocs=world, join=True,
+                       start_method="fork")
 
 
 @pytest.fixture(scope="module")

@@ -106,3 +106,16 @@ def test_the_score_folder_command_runs_as_printed(tmp_path):
     assert out["crop_border"] == 4 and set(out["presets"]) == {"psnr_y", "ssim_y"}
     assert "psnr_y" in r.stdout
     assert 20 < out["means"]["psnr_y"] < 60
+
+
+def test_the_python_row_builds_from_any_working_directory(tmp_path, monkeypatch):
+    """``{root}`` is the checkout, so the shipped row works where Snakemake's --directory puts the job."""
+    from dpir.methods.base import BuildContext
+    from dpir.methods.python import build
+
+    row = default_config()["tasks"]["sr"]["methods"]["byo_sharp"]
+    monkeypatch.chdir(tmp_path)
+    ctx = BuildContext(task_name="sr", task={"kind": "sr", "scale": 4}, networks_dir="unused",
+                       device=torch.device("cpu"), config={"out": "results"})
+    m = build(row, ctx)
+    assert m.restore(torch.rand(1, 3, 8, 8)).shape == (1, 3, 32, 32)

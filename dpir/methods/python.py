@@ -58,8 +58,10 @@ def _add_python_path(folders, ctx: BuildContext) -> list[str]:
     if isinstance(folders, str):
         folders = [folders]
     resolved = []
+    from dpir.workflow_facts import expand_path
+
     for f in folders:
-        p = Path(f).expanduser()
+        p = Path(expand_path(ctx.config or {}, f)).expanduser()      # {root}: the dpir-bench checkout
         p = p if p.is_absolute() else Path.cwd() / p
         if not p.is_dir():
             raise DpirError(f"{_key(ctx, 'python_path')}: {f!r} is not a folder (looked for {p}, relative to the "
@@ -74,7 +76,9 @@ def _add_python_path(folders, ctx: BuildContext) -> list[str]:
 
 
 def _import_file(path_text: str, ctx: BuildContext):
-    path = Path(path_text).expanduser()
+    from dpir.workflow_facts import expand_path
+
+    path = Path(expand_path(ctx.config or {}, path_text)).expanduser()
     path = path if path.is_absolute() else Path.cwd() / path
     if not path.is_file():
         raise DpirError(f"{_key(ctx, 'entry')}: the file {path_text!r} does not exist (looked for {path}, relative "

@@ -113,13 +113,13 @@ def method_nets(w):
 def make_outputs(w):
     """An ``outputs`` row's ``make:`` command with its placeholders filled, then ``&&``; else nothing.
 
-    Placeholders: ``{python}`` (this interpreter), ``{lq}`` (the prepared test inputs), ``{gt}``, ``{path}``
+    Placeholders: ``{python}`` (this interpreter), ``{root}`` (the dpir-bench checkout), ``{lq}`` (the prepared test inputs), ``{gt}``, ``{path}``
     (the row's folder), ``{task}``, ``{dataset}``, ``{scale}``; every value shell-quoted."""
     mcfg = method_cfg(w)
     if not (F.is_outputs(mcfg) and mcfg.get("make")):
         return ""
     test = P.prepared(CFG, w.task, w.dataset) / "test"
-    fields = {"python": PY, "lq": str(test / "lq"), "gt": str(test / "gt"), "task": w.task, "dataset": w.dataset,
+    fields = {"python": PY, "root": F.ROOT, "lq": str(test / "lq"), "gt": str(test / "gt"), "task": w.task, "dataset": w.dataset,
               "path": F.expand_path(CFG, mcfg["path"], task=w.task, dataset=w.dataset),
               "scale": str(CFG["tasks"][w.task].get("scale", 1))}
     cmd = str(mcfg["make"])
