@@ -25,6 +25,7 @@ from dpir.diffusion import (
     sqrt_linear_schedule,
     x0_from_eps,
 )
+from dpir.diffusion.samplers import data_consistent, noised_start_sample
 
 SCHED = linear_schedule()
 
@@ -356,6 +357,88 @@ def test_forward_noise_law():
     ab = float(SCHED.abar(300))
     assert abs(float(x.mean()) - math.sqrt(ab) * 0.4) <= Z * math.sqrt((1 - ab) / n)
     assert abs(float(x.var()) / (1 - ab) - 1) <= Z * math.sqrt(2 / n)
+
+
+# --------------------------------------------------------------------------------------------------
+# the jump vs a forward-noised start of the same model (DP-IR's ``mode: noised_start``)
+# --------------------------------------------------------------------------------------------------
+
+# relative excess of the jump's variance over 1 - abar_tau with sigma_t^2 = beta_t: the only part of its
+# x_tau law that a forward-noised start does not share (float64 recursion, linear schedule T = 1000)
+BETA_VARIANCE_EXCESS = {5: 0.18982391563872625, 10: 0.10524949505627412, 25: 0.04687407628643858,
+                        50: 0.024297214060558625}
+
+
+@pytest.mark.parametrize("tau", [5, 10, 25, 50])
+def test_jump_law_equals_forward_noised_start_in_closed_form(tau):
+    """The jump's x_tau ~ N(a x0_ir, v I) against q(x_tau | x0_ir) = N(sqrt(abar_tau) x0_ir, (1 - abar_tau) I):
+    the mean coefficients agree to 1.3e-6 relative (-P sqrt(abar_T), P = prod c2_t) for either variance;
+    with beta~_t the variances agree to 1e-9, with beta_t they differ by the excess the T - tau steps
+    add (19% at tau = 5, 2.4% at tau = 50).  So at the paper's tau (<= 250) the jump IS a forward-noised
+    start up to ~1e-6 in law with the posterior variance: a Table 8 row that only changes the start of
+    the same conditional model cannot differ from the jump."""
+    m, s2 = SCHED.forward_moments(tau)
+    assert (m, s2) == (math.sqrt(float(SCHED.abar(tau))), 1.0 - float(SCHED.abar(tau)))
+    for variance in ("beta", "posterior"):
+        a, v = jump_coefficients(SCHED, tau, variance)
+        assert abs(a / m - 1) < 1.3e-6
+        if variance == "posterior":
+            assert abs(v / s2 - 1) < 1e-9
+        else:
+            assert v / s2 - 1 == pytest.approx(BETA_VARIANCE_EXCESS[tau], rel=1e-9)
+
+
+def test_oracle_jump_equals_noised_start_in_law(oracle):
+    """Same conditional model (the exact E[x0 | y, x_t] of the oracle), x0_ir = E[x0 | y], tau = 25, beta~_t:
+    the exact output laws (propagation) of the jump start and the forward-noised start differ by 1.4e-7
+    in the mean (2.9e-7 relative) and 8e-14 in the covariance (posterior variances 0.004-0.043), and
+    samples of each match both laws.  With the default beta_t the means are as close and the output
+    covariances differ by 2.6e-4 (the start's variance excess, carried through 25 steps)."""
+    tau = 25
+    a, v = jump_coefficients(SCHED, tau, "posterior")
+    m, s2 = SCHED.forward_moments(tau)
+    steps = list(range(tau, 0, -1))
+    jump_mean, jump_cov = oracle.propagate(a * oracle.mu, v * np.eye(D), steps, "posterior")
+    fwd_mean, fwd_cov = oracle.propagate(m * oracle.mu, s2 * np.eye(D), steps, "posterior")
+    assert np.abs(jump_mean - fwd_mean).max() < 2e-7 and np.abs(jump_cov - fwd_cov).max() < 1e-12
+    a_b, v_b = jump_coefficients(SCHED, tau, "beta")
+    beta_cov = oracle.propagate(a_b * oracle.mu, v_b * np.eye(D), steps, "beta")[1]
+    fwd_beta_cov = oracle.propagate(m * oracle.mu, s2 * np.eye(D), steps, "beta")[1]
+    assert np.abs(beta_cov - fwd_beta_cov).max() == pytest.approx(2.643189712173404e-4, rel=1e-6)
+    x0_ir = oracle.mu_t.expand(N_SAMPLES, D).contiguous()
+    oracle.calls = 0
+    xj = dpir_sample(oracle, SCHED, x0_ir, tau, gen(11), variance="posterior")
+    xf = noised_start_sample(oracle, SCHED, x0_ir, tau, gen(12), variance="posterior")
+    assert oracle.calls == 2 * tau                       # NFE tau each: the start calls no model
+    for x in (xj, xf):
+        check_moments(x, fwd_mean, fwd_cov, jump_mean, jump_cov)
+
+
+def test_noised_start_sample_is_forward_noise_then_reverse(oracle):
+    """One draw for the start, then the chain's draws, from the same generator (ancestral and DDIM)."""
+    x0 = oracle.mu_t.expand(64, D).contiguous()
+    for stride in (None, 5):
+        g = gen(13)
+        ref = forward_noise(SCHED, x0, 30, g)
+        ref = (ancestral(oracle, SCHED, ref, 30, g) if stride is None
+               else ddim(oracle, SCHED, ref, list(range(30, 0, -5)), g))
+        assert torch.equal(noised_start_sample(oracle, SCHED, x0, 30, gen(13), ddim_stride=stride), ref)
+
+
+def test_data_consistent_projects_every_prediction_and_keeps_the_nfe():
+    """``data_consistent(model, project)``: every x0 prediction passes through ``project`` before the step
+    uses it, and the last step returns the projected estimate; the model is called once per step."""
+    projected = []
+    x0_model = Counting()
+
+    def project(x0):
+        projected.append(x0.clone())
+        return 0.5 * x0 + 0.1
+
+    model = data_consistent(x0_model, project)
+    x = ancestral(model, SCHED, torch.zeros(2, 3), 4, gen(14))
+    assert x0_model.ts == [4, 3, 2, 1] and len(projected) == 4
+    torch.testing.assert_close(x, 0.5 * projected[-1] + 0.1, rtol=0, atol=0)
 
 
 # --------------------------------------------------------------------------------------------------

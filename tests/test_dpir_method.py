@@ -89,10 +89,12 @@ SCHED = linear_schedule()
 # --- the method --------------------------------------------------------------------------------------
 
 # shape, determinism, batch invariance, no state between calls, counted NFE = expected_nfe() and a
-# golden value (jump, sdedit + DDIM with eta > 0, full chain): tests/test_method_contract.py
+# golden value (jump, noised start + DDIM with eta > 0, full chain, sdedit, ccdf): tests/test_method_contract.py;
+# the prior-work modes (sdedit, ccdf, noised_start) in detail: tests/test_prior_work_modes.py
 
 @pytest.mark.parametrize("tau,stride,mode,nfe", [(5, None, "jump", 6), (250, 5, "jump", 51), (5, None, "sdedit", 6),
-                                                 (12, 5, "sdedit", 4), (None, None, "full", 1001)])
+                                                 (12, 5, "sdedit", 4), (5, None, "noised_start", 6),
+                                                 (12, 5, "noised_start", 4), (None, None, "full", 1001)])
 def test_declared_nfe_is_the_papers_count(tau, stride, mode, nfe):
     """tau + 1 ancestral, ceil(tau / stride) + 1 with DDIM (51 for the paper's tau = 250, stride 5),
     T + 1 for the full chain; printed in the NFE note."""
@@ -120,12 +122,13 @@ def test_estimator_feeds_scaled_x_t_sigma_tilde_and_t():
     torch.testing.assert_close(dens[0][1], x_tau / math.sqrt(float(SCHED.abar(3))), rtol=1e-5, atol=1e-6)
 
 
-def test_sdedit_start_is_forward_noised_ir_estimate():
+@pytest.mark.parametrize("mode", ["noised_start", "sdedit"])
+def test_forward_noised_start_is_forward_noised_ir_estimate(mode):
     ir, den, fus = nets()
     seen = []
     den.register_forward_hook(lambda m, i, o: seen.append(i[0].clone()))
     y = torch.rand(1, 3, 4, 4, generator=gen(0))
-    DPIR(ir, den, fus, SCHED, 4, mode="sdedit").restore(y, gen(6))
+    DPIR(ir, den, fus, SCHED, 4, mode=mode).restore(y, gen(6))
     ab = float(SCHED.abar(4))
     with torch.no_grad():
         x_tau = math.sqrt(ab) * ir(y) + math.sqrt(1 - ab) * torch.randn((1, 3, 16, 16), generator=gen(6))
@@ -148,6 +151,8 @@ def test_module_bookkeeping():
     assert m.frozen_modules() == {"ir": ir, "denoiser": den}
     assert m.nfe_groups() == {"denoiser+fusion": [den, fus], "ir": [ir]}
     with pytest.raises(ValueError, match="mode"):
+        DPIR(ir, den, fus, SCHED, 5, mode="sde")
+    with pytest.raises(ValueError, match="ccdf"):       # ccdf without its data-consistency step
         DPIR(ir, den, fus, SCHED, 5, mode="ccdf")
     with pytest.raises(ValueError, match="tau"):
         DPIR(ir, den, fus, SCHED, 0)
@@ -173,7 +178,7 @@ def test_build_from_checkpoints(tmp_path, tiny_archs):
     ({"tau": None}, "missing key 'tau'"),
     ({"tau": 1001}, "'tau' must be in 1..1000"),
     ({"tau": 2.5}, "'tau' must be an integer"),
-    ({"mode": "ccdf"}, "'mode' must be one of jump, full, sdedit"),
+    ({"mode": "sde"}, "'mode' must be one of jump, full, sdedit, ccdf, noised_start"),
     ({"ddim_stride": 0}, "'ddim_stride'"),
     ({"variance": "fixed"}, "'variance'"),
     ({"fusion": None}, "missing key 'fusion'"),

@@ -85,6 +85,13 @@ class Schedule:
             raise ValueError(f"noise level must be >= 0, got {s!r}")
         return int(np.searchsorted(self._sigma_tilde, s, side="right")) - 1
 
+    def forward_moments(self, t: int) -> tuple[float, float]:
+        """(sqrt(abar_t), 1 - abar_t): x_t ~ N(sqrt(abar_t) x_0, (1 - abar_t) I) under q(x_t | x_0), the
+        law of a forward-noised start (SDEdit, CCDF) to compare with the one-step jump's
+        (:func:`dpir.diffusion.samplers.jump_coefficients`)."""
+        ab = float(self.alphas_bar[int(self._check(t))])
+        return math.sqrt(ab), 1.0 - ab
+
     def posterior_coefficients(self, t: int) -> tuple[float, float, float]:
         """(c1_t, c2_t, beta~_t) of q(x_{t-1} | x_t, x_0) = N(c1_t x_0 + c2_t x_t, beta~_t I).
 

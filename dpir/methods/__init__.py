@@ -31,7 +31,8 @@ METHODS = Registry("method kind", returns="dpir.methods.base:Method", required_m
     "burst_bicubic": factory("dpir.methods.burst:burst_bicubic"),
     "dpir": factory("dpir.methods.dpir:build", required=("ir", "denoiser", "fusion"),
                     ir=NETWORK, denoiser=NETWORK, fusion=NETWORK, tau=_POSITIVE_INT,
-                    ddim_stride={"type": ["integer", "null"], "minimum": 1}, mode={"enum": ["jump", "full", "sdedit"]},
+                    ddim_stride={"type": ["integer", "null"], "minimum": 1},
+                    mode={"enum": ["jump", "full", "sdedit", "ccdf", "noised_start"]},
                     T=_POSITIVE_INT, beta_start=_POSITIVE, beta_end=_POSITIVE, variance={"enum": ["beta", "posterior"]},
                     eta={"type": "number", "minimum": 0}, clip_x0={"type": "boolean"}, pad_multiple=_POSITIVE_INT),
     # bring your own (README "Evaluate your own method"): any checkpoint spandrel reads, any Python model

@@ -14,7 +14,8 @@ HEADERS = {"denoiser": "Denoiser", "ir": "IR net", "fusion": "Fusion net", "fusi
            "fusion_params": "Fusion params", "mode": "Start", "tau": "τ", "ddim": "DDIM"}
 
 #: DP-IR's ``mode`` values as the table names them
-START_NAMES = {"jump": "one-step jump", "sdedit": "SDEdit/CCDF start", "full": "full chain"}
+START_NAMES = {"jump": "one-step jump", "sdedit": "SDEdit (denoiser only)", "ccdf": "CCDF (denoiser + back-projection)",
+               "noised_start": "forward-noised start (DP-IR model)", "full": "full chain"}
 
 
 def network_params(config: dict, name: str) -> int | None:
