@@ -11,7 +11,7 @@ from dpir.errors import DpirError
 
 #: column key in the config -> header in the table
 HEADERS = {"denoiser": "Denoiser", "ir": "IR net", "fusion": "Fusion net", "fusion_arch": "Fusion arch",
-           "fusion_params": "Fusion params", "mode": "Start", "tau": "τ", "ddim": "DDIM"}
+           "fusion_params": "Fusion params", "mode": "Start", "tau": "τ", "ddim": "DDIM", "variance": "Reverse variance"}
 
 #: DP-IR's ``mode`` values as the table names them
 START_NAMES = {"jump": "one-step jump", "sdedit": "SDEdit (denoiser only)", "ccdf": "CCDF (denoiser + back-projection)",
@@ -57,6 +57,9 @@ def extra_cell(config: dict, column: str, mcfg: dict) -> tuple[str, object]:
     if column == "tau":
         tau = mcfg.get("tau", mcfg.get("T", 1000) if mcfg.get("mode") == "full" else None)
         return (str(tau) if tau is not None else "—"), tau
+    if column == "variance":
+        v = mcfg.get("variance", "beta") if mcfg.get("kind") == "dpir" else None
+        return ({"beta": "σ_t² = β_t", "posterior": "posterior"}.get(v, "—")), v
     if column == "ddim":
         s = mcfg.get("ddim_stride")
         return (f"stride {s}" if s else "no"), s
