@@ -76,6 +76,11 @@ def export_file(config: dict, network: str, layout: str) -> Path:
     return Path(config["out"]) / "exports" / f"{network}.{layout}.pth"
 
 
+def claims(config: dict) -> Path:
+    """The ablations' verdicts as data, for the report's claims table (``dpir ablations``)."""
+    return Path(config["out"]) / "ablations" / "claims.json"
+
+
 def ablations(config: dict) -> Path:
     return Path(config["out"]) / "ablations.md"
 

@@ -122,6 +122,8 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
         write(out, record("dpir_jump", s, [p1, p2, 99.0], [0.2, 0.2, 0.2], images=("a", "b", "c")))
         write(out, record("t6_tau25", s, [p1, p2], [0.3, 0.3], images=ab))
         write(out, record("t8_sdedit25", s, [p1 - 1, p2 - 1], [0.25, 0.25], images=ab))
+        write(out, record("t8_ccdf50", s, [p1 - 2, p2 - 2], [0.32, 0.32], images=ab))
+        write(out, record("t8_ccdf25", s, [p1 - 2, p2 - 2], [0.32, 0.32], images=ab))
     spec = cfg["ablations"]["tables"]["t8_acceleration"]
     table, verdicts, info = R.rows_table(cfg, "t8_acceleration", spec)
     assert info["images"] == ["a", "b"]  # image c of dpir_jump is left out; dpir_full is partial
@@ -131,13 +133,14 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
     assert row["dpir_jump"]["psnr_y_std"] == pytest.approx(2 ** -0.5)
     assert row["dpir_full"]["psnr_y"] == 30.0 and row["t8_sdedit50"]["psnr_y"] == pytest.approx(28.5)
     # the partial row (dpir_full, 1 image) is set apart below the table
-    assert [r["Start"] for r in table.rows] == ["one-step jump", "SDEdit/CCDF start", "one-step jump",
-                                                "SDEdit/CCDF start", "one-step jump"]
+    assert [r["Start"] for r in table.rows] == ["one-step jump", "SDEdit (denoiser only)", "CCDF (denoiser + back-projection)",
+                                                "one-step jump", "SDEdit (denoiser only)",
+                                                "CCDF (denoiser + back-projection)", "one-step jump"]
     assert table.apart[0]["Start"] == "full chain" and "[^t8-acceleration-" in table.apart[0]["Method"]
     assert table.apart[0]["images × seeds"] == "1 × 1" and table.rows[0]["images × seeds"] == "2 × 2"
-    assert table.rows[2]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"])
+    assert table.rows[3]["τ"] == str(method_config(cfg, "sr", "t6_tau50")["tau"])
     # 2 images x 2 seeds: the extreme resamples have probability 1/16 each, so the interval is exact
-    assert table.rows[4]["psnr_y ↑ [dB]"] == "31.50 [30.00, 33.00]" and table.rows[0]["lpips_alex ↓"] == "0.3000 [0.3000, 0.3000]"
+    assert table.rows[6]["psnr_y ↑ [dB]"] == "31.50 [30.00, 33.00]" and table.rows[0]["lpips_alex ↓"] == "0.3000 [0.3000, 0.3000]"
     assert (row["dpir_jump"]["psnr_y_ci_low"], row["dpir_jump"]["psnr_y_ci_high"]) == (30.0, 33.0)
     assert "2 test image(s) of `sr/bundled` common to every row (a, b)" in table.footnotes[0]
     # tau25 - sdedit25 per seed pair is 0, 1 or 2 dB: the interval [0, 2] touches 0 (the old rule: "within seed noise")
@@ -148,7 +151,11 @@ def test_rows_table_uses_common_images_and_partial_rows(cfg, tmp_path):
     assert "lpips_alex 0.3000 vs 0.2500; paired Δ +0.0500 [+0.0500, +0.0500]" in verdicts[2] and "**disagrees**" in verdicts[2]
     # jump vs full chain share image a only: no interval, never "no loss" (the old rule said "agrees — no loss")
     assert ("psnr_y 30.50 vs 30.00 dB; paired Δ +0.50 dB (95 % bootstrap CI over 1 image(s) × 2 vs 1 seed(s); "
-            "equivalence margin ±0.1 dB) → **inconclusive — one common image gives no interval**") in verdicts[3]
+            "equivalence margin ±0.1 dB) → **inconclusive — one common image gives no interval**") in verdicts[6]
+    # CCDF rows: 2 dB below the jump on every image and seed, LPIPS 0.32 vs the jump's 0.30
+    assert "paired Δ +2.00 [+1.00, +3.00] dB" in verdicts[3] and verdicts[3].endswith("→ **agrees**.")
+    assert "paired Δ +2.00 [+1.00, +3.00] dB" in verdicts[4] and verdicts[4].endswith("→ **agrees**.")
+    assert "lpips_alex 0.3000 vs 0.3200" in verdicts[5] and "**agrees**" in verdicts[5]
 
 
 def test_rows_table_missing_scores_names_the_rows(cfg, tmp_path):
@@ -227,7 +234,7 @@ def test_paper_config_ablations_are_paper_sized():
 
     cfg = load_config([ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml"])
     tables = ablation_tables(cfg)
-    assert len(tables) == 10 and tables["t13_deblur_tau"]["dataset"] == "gopro"
+    assert len(tables) == 12 and tables["t13_deblur_tau"]["dataset"] == "gopro"   # + the two variance tables
     for spec in tables.values():
         for row in spec["rows"]:
             m = method_config(cfg, spec["task"], row)

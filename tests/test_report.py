@@ -122,3 +122,13 @@ def test_tables_are_rendered_in_the_papers_order():
     cfg = {"tasks": {"sr": {"title": "Table 3: SR"}, "extra": {"title": "my task"}, "deblur": {"title": "Table 2: x"},
                      "burst": {"title": "Table 1: y"}}}
     assert paper_order(cfg) == ["burst", "deblur", "sr", "extra"]
+
+
+def test_per_image_scores_are_written_next_to_the_table(tmp_path):
+    recs = [record("m", 1, [31.0, 35.0]), record("m", 0, [30.0, 32.0]), record("b", 0, [25.0, 26.0])]
+    t = build_table(recs, "sr_x", "T", ["psnr_y", "lpips_alex"], ["b", "m"])
+    t.write(tmp_path)
+    # one row per (method, seed, image), sorted by method then seed; an unavailable metric is empty
+    assert (tmp_path / "sr_x_per_image.csv").read_text().splitlines() == [
+        "method,seed,image,psnr_y,lpips_alex", "b,0,a,25.0,", "b,0,b,26.0,", "m,0,a,30.0,", "m,0,b,32.0,",
+        "m,1,a,31.0,", "m,1,b,35.0,"]

@@ -13,12 +13,13 @@ from dpir.errors import DpirError
 from dpir.report import paired as P
 from dpir.report.ablation_cells import extra_cell, header_label
 from dpir.report.stats import (
+    Verdict,
     cell_interval,
     common_images,
-    difference_verdict,
+    difference_check,
     paired_comparison,
     seed_stats,
-    trend_verdict,
+    trend_check,
 )
 from dpir.report.tables import (
     Footnotes,
@@ -27,6 +28,7 @@ from dpir.report.tables import (
     interval_text,
     lower_better_of,
     metric_column,
+    per_image_rows,
 )
 
 
@@ -129,19 +131,21 @@ def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], d
     notes = [header, *([spec["note"]] if spec.get("note") else []), *fn.lines()]
     note = "Rows run on fewer images (compared with the rows above on the images they share):"
     table = Table(name=name, title=spec["title"], columns=columns, rows=rows, numeric=numeric, footnotes=notes,
-                  apart=apart, apart_note=note if apart else "")
+                  apart=apart, apart_note=note if apart else "", per_image=per_image_rows(records, metrics))
     margins = (config.get("report") or {}).get("margins")
-    verdicts = _verdicts(spec, runs, stats, metrics, lower, methods, row_images, margins)
-    return table, verdicts, {"images": images, "runs": runs, "stats": stats, "metrics": metrics, "lower": lower}
+    checks = _verdicts(spec, runs, stats, metrics, lower, methods, row_images, margins)
+    return table, [c.line for c in checks], {"images": images, "runs": runs, "stats": stats, "metrics": metrics,
+                                             "lower": lower, "claims": checks}
 
 
 def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: dict, methods: dict,
-              row_images: dict[str, list[str]], margins: dict | None = None) -> list[str]:
+              row_images: dict[str, list[str]], margins: dict | None = None) -> list[Verdict]:
+    """The structured verdict of each ``expect`` entry (its ``line`` is what the table prints)."""
     out = []
     for e in spec.get("expect") or []:
         metric = resolve_metric(e["metric"], metrics, runs)
         if metric is None:
-            out.append(f"- Paper: {e['paper']}. Ours: `{e['metric']}` was not computed in this run → **not checked**.")
+            out.append(_not_checked(e["paper"], f"`{e['metric']}` was not computed in this run", e["metric"]))
             continue
         lb = lower.get(metric, False)
         d = digits_for(metric)
@@ -154,20 +158,25 @@ def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: di
                     vals.append(stats[method][metric][0])
                     names.append(method)
             if len(taus) < 3:
-                out.append(f"- Paper: {e['paper']}. Ours: fewer than 3 τ values → **not checked**.")
+                out.append(_not_checked(e["paper"], "fewer than 3 τ values", metric))
                 continue
             order = sorted(range(len(taus)), key=lambda i: taus[i])
             lo, hi = names[order[0]], names[order[-1]]
             both = sorted(set(row_images[lo]) & set(row_images[hi]))
             got = paired_comparison(runs[hi], runs[lo], metric, both)
-            out.append(trend_verdict([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
-                                     e["paper"], got[2] if got else None, d))
+            out.append(trend_check([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
+                                   e["paper"], got[2] if got else None, d).with_rows(*names))
             continue
         row, vs = e["row"], e["vs"]
         if metric not in stats.get(row, {}) or metric not in stats.get(vs, {}):
-            out.append(f"- Paper: {e['paper']}. Ours: `{metric}` missing for a row → **not checked**.")
+            out.append(_not_checked(e["paper"], f"`{metric}` missing for a row", metric, (row, vs)))
             continue
         both = sorted(set(row_images[row]) & set(row_images[vs]))
-        out.append(difference_verdict(runs[row][0]["label"], runs[row], runs[vs][0]["label"], runs[vs], both, metric,
-                                      lb, e.get("direction", "better"), e["paper"], d, margins))
+        out.append(difference_check(runs[row][0]["label"], runs[row], runs[vs][0]["label"], runs[vs], both, metric,
+                                    lb, e.get("direction", "better"), e["paper"], d, margins).with_rows(row, vs))
     return out
+
+
+def _not_checked(paper: str, why: str, metric: str | None, rows: tuple[str, ...] = ()) -> Verdict:
+    return Verdict(paper, "not checked", "not checked", metric=metric, rows=rows,
+                   line=f"- Paper: {paper}. Ours: {why} → **not checked**.")

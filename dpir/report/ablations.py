@@ -52,12 +52,27 @@ def _build(config: dict, name: str, spec: dict) -> tuple:
     return (*flops_table(config, name, spec), None)
 
 
-def render_ablations(config: dict, report_dir: Path | None = None) -> list[str]:
+def _source(spec: dict, name: str) -> str:
+    """``"Table 4"`` from a title "Table 4: ...", else the table's name."""
+    import re
+
+    m = re.match(r"\s*(Table\s+\d+)", str(spec.get("title") or ""))
+    return m.group(1) if m else name
+
+
+def render_ablations(config: dict, report_dir: Path | None = None, claims: list | None = None,
+                     checks: dict | None = None) -> list[str]:
     """Write every ablation table (md + csv) and figure under ``<out>/ablations/``; return the Markdown
-    section (figure links relative to ``report_dir``, default ``<out>``)."""
+    section (figure links relative to ``report_dir``, default ``<out>``).  ``claims``, when given, receives
+    the structured verdicts of the rows tables (:class:`dpir.report.claims.Claim`), each with the
+    scale check of :data:`dpir.report.claims.INACTIVE_RULE` (``checks``: a cache shared with the report)."""
+    from dpir.config import ablation_dataset
+    from dpir.report.claims import Claim, scale_check
+
     tables = ablation_tables(config)
     if not tables:
         return []
+    checks = {} if checks is None else checks
     out_dir = ablations_dir(config)
     report_dir = Path(report_dir or config["out"])
     parts = ["## Ablations", "",
@@ -71,6 +86,10 @@ def render_ablations(config: dict, report_dir: Path | None = None) -> list[str]:
     for name, spec in tables.items():
         table, verdicts, info = _build(config, name, spec)
         table.write(out_dir)
+        if claims is not None and info and info.get("claims"):
+            task, ds = spec["task"], ablation_dataset(config, spec)
+            check = scale_check(config, task, ds, checks)
+            claims += [Claim(_source(spec, name), task, ds, v, check.sentence(v.rows)) for v in info["claims"]]
         parts += [f"### {spec['title']}", "", table.markdown(), ""]
         if spec["kind"] == "tau_sweep" and info:
             x = resolve_metric("perceptual", info["metrics"], info["runs"])
@@ -88,10 +107,16 @@ def render_ablations(config: dict, report_dir: Path | None = None) -> list[str]:
 
 
 def write_ablations_report(config: dict) -> Path:
-    parts = render_ablations(config)
+    """``ablations.md``, and ``claims.json`` next to the tables (the structured verdicts, for the report's
+    claims table)."""
+    from dpir.report.claims import write_claims
+
+    claims: list = []
+    parts = render_ablations(config, claims=claims)
     if not parts:
         raise DpirError("no ablation table to render: `run_ablations` is false or `ablations.tables` is empty "
                         "for the enabled tasks")
+    write_claims(config, claims)
     path = ablations_report(config)
     atomic_write_text(path, "# dpir-bench ablations\n\n" + "\n".join(parts[2:]) + "\n")
     return path

@@ -115,8 +115,10 @@ def _training_notes(config: dict) -> list[str]:
             "|---|---|---|---|---|---|---|---|---|", *lines]
 
 
-def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[str]:
-    """Acceleration check and cost ratios for one (task, dataset), when the config asks for them."""
+def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str, claims: list | None = None,
+                      checks: dict | None = None) -> list[str]:
+    """Acceleration check and cost ratios for one (task, dataset), when the config asks for them; the
+    acceleration verdicts also go to ``claims`` (structured, for the claims table)."""
     from dpir.report.analysis import acceleration_table, cost_table
 
     tcfg = config["tasks"][task]
@@ -131,6 +133,10 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[s
             t, verdicts = res
             t.write(paths.tables_dir(config))
             parts += [f"### {t.title}", "", t.markdown(), "", "Does our run agree with the paper?", "", *verdicts, ""]
+            if claims is not None:
+                from dpir.report.claims import acceleration_claims, scale_check
+
+                claims += acceleration_claims(config, task, ds, records, acc, scale_check(config, task, ds, checks))
     tfl = paths.tflops(config, task)
     if tfl.exists():
         data = json.loads(tfl.read_text())
@@ -148,6 +154,20 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str) -> list[s
     return parts
 
 
+def _crops_section(config: dict, task: str, ds: str, table: Table, fig_dir: Path, report_dir: Path) -> list[str]:
+    """The zoomed-crops figure of one table (:mod:`dpir.report.crops`), or nothing without restored images."""
+    from dpir.report.crops import crop_figure
+
+    tcfg = config["tasks"][task]
+    records = [r for r in load_scores(config["out"], task) if r["dataset"] == ds and r["method"] in tcfg["methods"]]
+    got = crop_figure(config, task, ds, records, [r["method"] for r in table.numeric],
+                      fig_dir / f"{table.name}_crops.png")
+    if got is None:
+        return []
+    fig, caption = got
+    return [f"![crops {task}/{ds}]({os.path.relpath(fig, report_dir)})", "", f"*{caption}*", ""]
+
+
 def render_report(config: dict) -> Path:
     tables = render_tables(config)
     fig_dir = paths.figures_dir(config)
@@ -157,9 +177,12 @@ def render_report(config: dict) -> Path:
              f"results JSON files under `{config['out']}/scores/`, produced by `dpir restore` and `dpir score`; "
              "nothing is typed in by hand.", "", "## Provenance", "", _provenance_block(config), ""]
     rep_cfg = config.get("report") or {}
+    claims: list = []
+    checks: dict = {}       # the claims' scale checks, shared by the acceleration check and the ablations
+    top = parts.index("## Provenance")      # the claims table goes first, right under the description
     for task, ds, t in tables:
         parts += [f"## {t.title}", "", t.markdown(), ""]
-        parts += _derived_sections(config, rep_cfg, task, ds)
+        parts += _derived_sections(config, rep_cfg, task, ds, claims, checks)
         x = _perceptual_axis(t)
         y = next((m for m in (config["tasks"][task].get("metrics") or []) if m.startswith("psnr")), None)
         if x and y and sum(1 for r in t.numeric if r.get(x) is not None) >= 2:
@@ -168,14 +191,19 @@ def render_report(config: dict) -> Path:
             rel = os.path.relpath(fig, report_path.parent)
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
                       f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
+        parts += _crops_section(config, task, ds, t, fig_dir, report_path.parent)
     from dpir.report.paper_cost import paper_cost_path, read_table9, table9_section
 
     t9 = paper_cost_path(config)
-    parts += table9_section(read_table9(t9), f"{t9}")
+    t9_data = read_table9(t9)
+    parts += table9_section(t9_data, f"{t9}")
     from dpir.report.ablations import render_ablations
+    from dpir.report.claims import claims_section, table9_claims
 
+    ablation_claims: list = []        # the report renders the ablations itself (same inputs as `dpir ablations`)
     if ablation_tables(config):
-        parts += render_ablations(config, report_path.parent)
+        parts += render_ablations(config, report_path.parent, claims=ablation_claims, checks=checks)
+    parts[top:top] = claims_section(config, ablation_claims + claims + table9_claims(t9_data))
     data = _data_notes(config)
     if data:
         parts += ["## Data", "", *data, ""]

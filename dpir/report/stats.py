@@ -12,8 +12,40 @@ from __future__ import annotations
 
 import math
 import statistics
+from dataclasses import dataclass, replace
 
 from dpir.report import paired as P
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One checked claim, structured (the claims table at the top of the report reads these, never the
+    Markdown): the paper's words, the bold verdict text, its first word(s) (``kind``: agrees, disagrees,
+    inconclusive, not checked), the paired difference's interval as printed (with unit) and its sample,
+    and the rendered line itself."""
+    claim: str
+    verdict: str
+    kind: str
+    interval: str = ""
+    n: str = ""
+    metric: str | None = None
+    rows: tuple[str, ...] = ()
+    half_width: float | None = None    # of the paired interval, in the metric's unit (None: no interval)
+    line: str = ""
+
+    def with_rows(self, *rows: str) -> Verdict:
+        return replace(self, rows=tuple(rows))
+
+
+def _kind(verdict: str) -> str:
+    return verdict.split(" — ")[0].split(" (")[0]
+
+
+def _made(paper: str, fact: str, verdict: str, metric: str | None, iv: P.Interval | None = None,
+          interval: str = "", n: str = "") -> Verdict:
+    half = iv.half_width if iv is not None and not math.isnan(iv.low) else None
+    return Verdict(paper, verdict, _kind(verdict), interval, n, metric, (), half,
+                   f"- Paper: {paper}. Ours: {fact} → **{verdict}**.")
 
 
 def common_images(runs: dict[str, list[dict]]) -> list[str]:
@@ -99,8 +131,16 @@ def _sample(iv: P.Interval, seeds_a: int, seeds_b: int) -> str:
 def difference_verdict(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict], images: list[str],
                        metric: str, lower_better: bool, direction: str, paper: str, digits: int = 3,
                        margins: dict | None = None) -> str:
-    """One line: does ``a`` differ from ``b`` on ``metric`` the way the paper says (better / worse / close),
-    decided on the paired per-image differences over ``images`` (the images both rows scored)?
+    """The line of :func:`difference_check`."""
+    return difference_check(name_a, runs_a, name_b, runs_b, images, metric, lower_better, direction, paper, digits,
+                            margins).line
+
+
+def difference_check(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[dict], images: list[str],
+                     metric: str, lower_better: bool, direction: str, paper: str, digits: int = 3,
+                     margins: dict | None = None) -> Verdict:
+    """Does ``a`` differ from ``b`` on ``metric`` the way the paper says (better / worse / close), decided on
+    the paired per-image differences over ``images`` (the images both rows scored)?  The verdict and its line.
 
     better / worse: :func:`dpir.report.paired.direction_verdict` (the whole interval on one side).
     close: an equivalence test (:func:`dpir.report.paired.equivalence_verdict`): "agrees" only when the
@@ -108,21 +148,26 @@ def difference_verdict(name_a: str, runs_a: list[dict], name_b: str, runs_b: lis
     """
     got = paired_comparison(runs_a, runs_b, metric, images)
     if got is None:
-        return f"- Paper: {paper}. Ours: `{metric}` missing for a row on their common images → **not checked**."
+        return _made(paper, f"`{metric}` missing for a row on their common images", "not checked", metric)
     ca, cb, iv = got
     unit = with_unit(metric)
     margin = P.margin_for(metric, margins) if direction == "close" else None
+    interval = f"{_fmt_iv(iv, digits, signed=True)}{unit}"
+    n = _sample(iv, len(runs_a), len(runs_b))
     fact = (f"{name_a} vs {name_b}: {metric} {ca.estimate:.{digits}f} vs {cb.estimate:.{digits}f}{unit}; "
-            f"paired Δ {_fmt_iv(iv, digits, signed=True)}{unit}")
-    tail = f" (95 % bootstrap CI over {_sample(iv, len(runs_a), len(runs_b))}"
+            f"paired Δ {interval}")
+    tail = f" (95 % bootstrap CI over {n}"
+
+    def made(verdict):
+        return _made(paper, fact, verdict, metric, iv, interval, n)
     if direction == "close":
         if margin is None:
-            return (f"- Paper: {paper}. Ours: {fact}{tail}) → **not checked — no equivalence margin for "
-                    f"`{metric}`: declare one under `report.margins`**.")
+            fact += tail + ")"
+            return made(f"not checked — no equivalence margin for `{metric}`: declare one under `report.margins`")
         tail += f"; equivalence margin ±{margin:g}{unit}"
     fact += tail + ")"
     if math.isnan(iv.low):
-        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — one common image gives no interval**."
+        return made("inconclusive — one common image gives no interval")
     if direction == "close":
         v = P.equivalence_verdict(iv, margin)
         if v == "close":
@@ -132,14 +177,14 @@ def difference_verdict(name_a: str, runs_a: list[dict], name_b: str, runs_b: lis
             verdict = f"disagrees — {'better' if g > 0 else 'worse'} by more than ±{margin:g}{unit}"
         else:
             verdict = f"inconclusive — the interval is not within ±{margin:g}{unit}"
-        return f"- Paper: {paper}. Ours: {fact} → **{verdict}**."
+        return made(verdict)
     lo, hi = round(iv.low, digits), round(iv.high, digits)
     if lo == 0 and hi == 0:
-        return f"- Paper: {paper}. Ours: {fact} → **inconclusive — no difference at this precision**."
+        return made("inconclusive — no difference at this precision")
     v = P.direction_verdict(iv, lower_better, direction)
     if v == "inconclusive":
         v = "inconclusive — the interval includes no difference"
-    return f"- Paper: {paper}. Ours: {fact} → **{v}**."
+    return made(v)
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
@@ -165,6 +210,12 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 def trend_verdict(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
                   ends: P.Interval | None = None, digits: int = 3) -> str:
+    """The line of :func:`trend_check`."""
+    return trend_check(taus, values, metric, lower_better, trend, paper, ends, digits).line
+
+
+def trend_check(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
+                ends: P.Interval | None = None, digits: int = 3) -> Verdict:
     """``trend`` is the paper's direction of the *quality* as tau grows (increasing = gets better).
 
     The ranks decide the direction (Spearman's rho); ``ends`` -- the paired difference of the largest-tau
@@ -175,15 +226,18 @@ def trend_verdict(taus: list[int], values: list[float], metric: str, lower_bette
     want = 1 if trend == "increasing" else -1
     pairs = ", ".join(f"τ={t}: {v:.4g}" for t, v in zip(taus, values))
     unit = with_unit(metric)
+    interval = n = ""
     if ends is not None:
-        span = (f"paired Δ(τ={taus[-1]} − τ={taus[0]}) {_fmt_iv(ends, digits, signed=True)}{unit} "
+        interval = f"{_fmt_iv(ends, digits, signed=True)}{unit}"
+        n = f"{ends.n_images} image(s)"
+        span = (f"paired Δ(τ={taus[-1]} − τ={taus[0]}) {interval} "
                 f"(95 % bootstrap CI over {ends.n_images} image(s))")
         if math.isnan(ends.low) or ends.low <= 0 <= ends.high:
-            return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}); {span} includes 0 → **inconclusive — τ makes "
-                    "no measurable difference here**.")
+            return _made(paper, f"{metric} over τ ({pairs}); {span} includes 0",
+                         "inconclusive — τ makes no measurable difference here", metric, ends, interval, n)
         if round(ends.low, digits) == 0 and round(ends.high, digits) == 0:
-            return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}); {span} → **inconclusive — τ makes no "
-                    "difference at this precision**.")
+            return _made(paper, f"{metric} over τ ({pairs}); {span}",
+                         "inconclusive — τ makes no difference at this precision", metric, ends, interval, n)
         pairs += f"; {span}"
     if quality_rho * want > 0:
         verdict = "agrees" + (" (monotone)" if abs(rho) == 1 else " (not monotone)")
@@ -191,4 +245,5 @@ def trend_verdict(taus: list[int], values: list[float], metric: str, lower_bette
         verdict = "inconclusive — no trend"
     else:
         verdict = "disagrees"
-    return (f"- Paper: {paper}. Ours: {metric} over τ ({pairs}); Spearman ρ(τ, {metric}) = {rho:+.2f} → **{verdict}**.")
+    return _made(paper, f"{metric} over τ ({pairs}); Spearman ρ(τ, {metric}) = {rho:+.2f}", verdict, metric, ends,
+                 interval, n)

@@ -36,6 +36,7 @@ class Table:
     footnotes: list[str] = field(default_factory=list)
     apart: list[dict] = field(default_factory=list)     # rows on fewer images, shown below the table
     apart_note: str = ""
+    per_image: list[dict] = field(default_factory=list)  # (method, seed, image, one column per metric), for CSV
 
     def markdown(self) -> str:
         df = pd.DataFrame(self.rows, columns=self.columns)
@@ -50,6 +51,23 @@ class Table:
         directory = Path(directory)
         atomic_write_text(directory / f"{self.name}.md", f"## {self.title}\n\n{self.markdown()}")
         atomic_write_text(directory / f"{self.name}.csv", pd.DataFrame(self.numeric).to_csv(index=False))
+        if self.per_image:
+            atomic_write_text(directory / f"{self.name}_per_image.csv",
+                              pd.DataFrame(self.per_image).to_csv(index=False))
+
+
+def per_image_rows(records: list[dict], metrics: list[str]) -> list[dict]:
+    """One row per (method, seed, image) of measured records: the per-image scores behind a table's cells
+    (published rows have none); an image a metric did not score is empty."""
+    out = []
+    for r in sorted((r for r in records if not r.get("published")), key=lambda r: (r["method"], r["seed"])):
+        for i in r["images"]:
+            row = {"method": r["method"], "seed": r["seed"], "image": i}
+            for m in metrics:
+                e = (r.get("metrics") or {}).get(m) or {}
+                row[m] = (e.get("per_image") or {}).get(i) if e.get("available") else None
+            out.append(row)
+    return out
 
 
 def _fmt(v: float | None, digits: int) -> str:
@@ -263,4 +281,4 @@ def build_table(records: list[dict], name: str, title: str, metrics: list[str],
     note = (f"Rows scored on fewer than the {n_full} test images of the rows above (a method's `max_images`): their "
             "means are over fewer images and are not comparable with the rows above.")
     return Table(name=name, title=title, columns=columns, rows=rows, numeric=numeric, footnotes=notes, apart=apart,
-                 apart_note=note if apart else "")
+                 apart_note=note if apart else "", per_image=per_image_rows(records, metrics))

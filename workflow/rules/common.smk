@@ -106,7 +106,8 @@ def method_nets(w):
         files.append(ckpt)
     if F.is_outputs(mcfg) and not mcfg.get("make"):
         folder = F.expand_path(CFG, mcfg["path"], task=w.task, dataset=w.dataset)
-        files += [folder] if Path(folder).is_dir() else []     # a missing folder: `dpir restore` names it
+        if Path(folder).is_dir():           # a missing folder: `dpir restore` names it
+            files.append(folder)
     return files
 
 
@@ -124,8 +125,8 @@ def make_outputs(w):
               "scale": str(CFG["tasks"][w.task].get("scale", 1))}
     cmd = str(mcfg["make"])
     for k, v in fields.items():
-        cmd = cmd.replace("{" + k + "}", shlex.quote(v))
-    return cmd + " && "
+        cmd = cmd.replace(f"{{{k}}}", shlex.quote(v))
+    return f"{cmd} && "
 
 
 def train_manifest(w):
@@ -139,7 +140,7 @@ def train_deps(w):
 def tflops_nets(w):
     """The networks the TFLOPs count loads, and the checkpoint files of its ``checkpoint`` rows."""
     ckpts = [checkpoint_input(m) for m in CFG["tasks"][w.task]["methods"].values()]
-    return [net_file(n) for n in F.tflops_networks(CFG, w.task)] + sorted({c for c in ckpts if c})
+    return [*(net_file(n) for n in F.tflops_networks(CFG, w.task)), *sorted({c for c in ckpts if c})]
 
 
 # ---- input functions of fetch.smk and shard.smk (kept here: `snakemake --lint` flags rule files with functions)

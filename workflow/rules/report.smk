@@ -60,6 +60,7 @@ rule ablations:
         ablation_inputs(),
     output:
         str(P.ablations(CFG)),
+        str(P.claims(CFG)),          # the verdicts, structured (dpir.report.claims)
     params:
         h=config_hash([CFG.get("ablations"), CFG.get("run_ablations")]),
     log:

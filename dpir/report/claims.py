@@ -1,0 +1,282 @@
+"""The claims table at the top of ``report.md``: every claim of the paper that the report checks, its
+verdict, the paired interval it rests on, the scale it was measured at, and -- from the numbers -- whether
+the comparison *can* be informative at that scale.
+
+Inputs are structured verdicts (:class:`dpir.report.stats.Verdict`), never the rendered Markdown: the
+ablation tables' ``expect`` entries (built by :mod:`dpir.report.ablation_rows`, collected by
+:func:`dpir.report.ablations.render_ablations`, written to ``<out>/ablations/claims.json`` by
+``dpir ablations``), the acceleration check (``report.acceleration``) and the paper-size Table 9 count.
+
+The rule that marks a comparison "not informative here" (:data:`INACTIVE_RULE`): DP-IR's output is its IR
+network's estimate refined by a diffusion jump and a fusion net.  When every DP-IR row a claim compares
+is, on PSNR, within the equivalence margin of its IR network's own output (the paired difference to the
+``backbone`` method whose ``network`` is the row's ``ir:``, 95 % interval wholly inside ±margin), the
+diffusion part changes nothing measurable at this scale: the claim's rows then differ only as their IR
+networks and fusions do, so no verdict about the diffusion part can be read from them.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dpir.report import paired as P
+from dpir.report.stats import (
+    Verdict,
+    common_images,
+    finite_images,
+    paired_comparison,
+    with_unit,
+)
+
+NOT_INFORMATIVE = "**no**"
+INACTIVE_RULE = ("\"Informative at this scale?\" is **no** by this rule: every DP-IR row the claim compares has a paired PSNR difference "
+                 "to its IR network's own output (the `backbone` row whose `network` is the DP-IR row's `ir:`) "
+                 "whose 95 % interval lies within the equivalence margin (`report.margins`): the diffusion part "
+                 "changes nothing measurable at this scale, so the rows differ only as their IR networks and fusions "
+                 "do.")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One row of the claims table."""
+    source: str                  # "Table 4", "acceleration (sr)", "Table 9 (paper size)"
+    task: str
+    dataset: str
+    verdict: Verdict
+    informative: str = ""        # "" (not assessed), or the scale check's sentence
+
+    def to_json(self) -> dict:
+        return {"source": self.source, "task": self.task, "dataset": self.dataset,
+                "verdict": asdict(self.verdict), "informative": self.informative}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Claim:
+        v = dict(d["verdict"])
+        v["rows"] = tuple(v.get("rows") or ())
+        return cls(d["source"], d["task"], d["dataset"], Verdict(**v), d.get("informative", ""))
+
+
+def claims_path(config: dict) -> Path:
+    from dpir import paths
+
+    return paths.claims(config)
+
+
+def write_claims(config: dict, claims: list[Claim]) -> Path:
+    from dpir.checkpoint import atomic_write_text
+
+    path = claims_path(config)
+    atomic_write_text(path, json.dumps({"format": "dpir-claims/1", "claims": [c.to_json() for c in claims]},
+                                       indent=1) + "\n")
+    return path
+
+
+def read_claims(config: dict) -> list[Claim] | None:
+    """The ablation claims written by ``dpir ablations``, or None when it has not run (or wrote another format)."""
+    try:
+        data = json.loads(claims_path(config).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != "dpir-claims/1":
+        return None
+    return [Claim.from_json(c) for c in data["claims"]]
+
+
+def backbone_of(methods: dict, method: str) -> str | None:
+    """The ``backbone`` method running a DP-IR row's IR network (its ``ir:``), or None."""
+    mcfg = methods.get(method) or {}
+    if mcfg.get("kind") != "dpir" or not mcfg.get("ir"):
+        return None
+    return next((n for n, m in methods.items() if m.get("kind") == "backbone" and m.get("network") == mcfg["ir"]), None)
+
+
+class ScaleCheck:
+    """The :data:`INACTIVE_RULE` over a task's runs, with the paired comparisons cached (a DP-IR row is in
+    several claims; each comparison is one bootstrap).  :func:`scale_check` shares one per (task, dataset)."""
+
+    def __init__(self, config: dict, task: str, dataset: str):
+        from dpir.config import all_methods
+        from dpir.score import load_scores
+
+        self.methods = all_methods(config, task)
+        self.margins = (config.get("report") or {}).get("margins")
+        self.runs: dict[str, list[dict]] = {}
+        for r in load_scores(config["out"], task):
+            if r["dataset"] == dataset:
+                self.runs.setdefault(r["method"], []).append(r)
+        for rs in self.runs.values():
+            rs.sort(key=lambda r: r["seed"])
+        self._cache: dict[str, tuple[str, P.Interval] | None] = {}
+
+    def _metric(self, runs: list[dict]) -> str | None:
+        for r in runs:
+            for m, e in r["metrics"].items():
+                if m.startswith("psnr") and e.get("available"):
+                    return m
+        return None
+
+    def to_backbone(self, method: str) -> tuple[str, P.Interval] | None:
+        """(metric, paired difference DP-IR row - its IR backbone row) on their common images, or None."""
+        if method not in self._cache:
+            b = backbone_of(self.methods, method)
+            got = None
+            if b and method in self.runs and b in self.runs:
+                metric = self._metric(self.runs[method])
+                a_runs, b_runs = self.runs[method], self.runs[b]
+                imgs = finite_images([*a_runs, *b_runs], metric, common_images({method: a_runs, b: b_runs})) \
+                    if metric else []
+                a, bm = (P.score_matrix(a_runs, metric, imgs), P.score_matrix(b_runs, metric, imgs)) if imgs else (None, None)
+                got = (metric, P.paired_difference(a, bm)) if a is not None and bm is not None else None
+            self._cache[method] = got
+        return self._cache[method]
+
+    def sentence(self, rows: tuple[str, ...]) -> str:
+        """The rule's verdict for a claim over ``rows`` (DP-IR rows without a backbone row are not assessed)."""
+        dp = [m for m in rows if backbone_of(self.methods, m)]
+        if not dp:
+            return ""
+        parts, failing, last = [], [], None
+        for m in dp:
+            got = self.to_backbone(m)
+            if got is None:
+                return ""
+            metric, iv = got
+            margin = P.margin_for(metric, self.margins)
+            if margin is None:
+                return ""
+            text = (f"{m} − {backbone_of(self.methods, m)} {P.format_interval(iv, 3, signed=True)}"
+                    f"{with_unit(metric)}")
+            parts.append(text)
+            if P.equivalence_verdict(iv, margin) != "close":
+                failing.append(text)
+            last = (metric, margin)
+        metric, margin = last
+        band = f"±{margin:g}{with_unit(metric)}"
+        if not failing:
+            return f"{NOT_INFORMATIVE} — every DP-IR row is within {band} of its IR network's output ({'; '.join(parts)})"
+        return f"yes — not every DP-IR row is within {band} of its IR output ({'; '.join(failing)})"
+
+
+def scale_check(config: dict, task: str, dataset: str, cache: dict | None) -> ScaleCheck:
+    """The :class:`ScaleCheck` of (task, dataset), from ``cache`` when it holds one (``cache`` None: a new one)."""
+    if cache is None:
+        return ScaleCheck(config, task, dataset)
+    if (task, dataset) not in cache:
+        cache[(task, dataset)] = ScaleCheck(config, task, dataset)
+    return cache[(task, dataset)]
+
+
+def scale_text(config: dict, task: str, dataset: str) -> str:
+    """The scale a claim was measured at, from the config: its description and whether the test data are
+    the bundled sample images or a real dataset."""
+    ds = (config.get("datasets") or {}).get(dataset) or {}
+    kind = ds.get("kind", "?")
+    data = ("bundled sample images" + (f", {ds['test_crop']}px crops" if ds.get("test_crop") else "")
+            if kind == "bundled" else f"dataset `{dataset}` ({kind})")
+    desc = str(config.get("description") or "embedded default").split(" (")[0]
+    return f"{desc}; {data}"
+
+
+def meaning(claim: Claim) -> str:
+    """One sentence, from the numbers, on what the sample size means for the claim."""
+    v = claim.verdict
+    if v.kind == "not checked":
+        return "Not measured in this run."
+    if claim.informative.startswith(NOT_INFORMATIVE):
+        return "The diffusion part is inactive at this scale: no verdict on the paper's claim can be read here."
+    if v.half_width is None:
+        if v.n:
+            return f"{v.n}: too few images for an interval; the verdict cannot be decided at this scale."
+        return "An exact count (no sampling noise): the verdict does not depend on the data."
+    unit = with_unit(v.metric or "")
+    return (f"On {v.n} the 95 % interval is ±{v.half_width:.2g}{unit} wide: differences smaller than that cannot "
+            "be seen at this scale.")
+
+
+def acceleration_claims(config: dict, task: str, dataset: str, records: list[dict], acc: dict,
+                        check: ScaleCheck) -> list[Claim]:
+    """The acceleration check as claims: each variant's non-inferiority to the full chain, the same test as
+    :func:`dpir.report.analysis.acceleration_table` (its per-metric verdicts combined the same way)."""
+    from dpir.report.tables import digits_for, lower_better_of
+
+    runs: dict[str, list[dict]] = {}
+    for r in records:
+        runs.setdefault(r["method"], []).append(r)
+    for rs in runs.values():
+        rs.sort(key=lambda r: r["seed"])
+    ref = acc["reference"]
+    if ref not in runs:
+        return []
+    margins = (config.get("report") or {}).get("margins")
+    out = []
+    for m in [c for c in acc["compare"] if c in runs]:
+        images = sorted(set(runs[m][0]["images"]) & set(runs[ref][0]["images"]))
+        kinds, texts, halves = [], [], []
+        for metric in acc.get("metrics", ["psnr_y", "ssim_y"]):
+            got = paired_comparison(runs[m], runs[ref], metric, images)
+            margin = P.margin_for(metric, margins)
+            if got is None or margin is None:
+                kinds.append("inconclusive")
+                continue
+            diff = got[2]
+            kinds.append(P.noninferiority_verdict(diff, lower_better_of(metric, records), margin))
+            texts.append(f"{metric} {P.format_interval(diff, digits_for(metric), signed=True)}{with_unit(metric)}")
+            halves.append((metric, None if math.isnan(diff.low) else diff.half_width))
+        kind = ("disagrees" if "a loss" in kinds else "agrees" if set(kinds) == {"no loss"} else "inconclusive")
+        label = {"disagrees": "disagrees — a loss beyond the margin", "agrees": "agrees — no loss beyond the margin",
+                 "inconclusive": "inconclusive — a loss beyond the margin is not ruled out"}[kind]
+        n = f"{len(images)} image(s) × {len(runs[m])} vs {len(runs[ref])} seed(s)"
+        metric, half = halves[0] if halves else (None, None)
+        v = Verdict(f"{runs[m][0]['label']} ({runs[m][0]['cost']['nfe']} NFE) loses nothing against "
+                    f"{runs[ref][0]['label']} ({runs[ref][0]['cost']['nfe']} NFE)", label, kind, "; ".join(texts), n,
+                    metric, (m, ref), half)
+        out.append(Claim(f"acceleration ({task})", task, dataset, v, check.sentence((m, ref))))
+    return out
+
+
+def table9_claims(data: dict | None) -> list[Claim]:
+    """The paper-size Table 9 verdicts (exact FLOP counts: no interval, no sampling)."""
+    from dpir.report import paper_cost as C
+
+    if not data:
+        return []
+    out = []
+    for task in dict.fromkeys(r["task"] for r in data["rows"]):
+        ref = C.reference(data["rows"], task)
+        if ref is None:
+            continue
+        for r in C.competitors(data["rows"], task):
+            text = C.verdict(r["tflops"] / ref["tflops"])
+            v = Verdict(f"{ref['label']} costs 2x-100x fewer TFLOPs than {r['label']}", text, text.split(" (")[0],
+                        f"{r['tflops'] / ref['tflops']:.3g}x (exact count)", "", "tflops", (ref["label"], r["label"]))
+            out.append(Claim("Table 9 (paper size)", task, "", v, "yes — an exact count, no sampling"))
+    return out
+
+
+def claims_section(config: dict, claims: list[Claim]) -> list[str]:
+    """The Markdown section: the table, then the rule that marks a comparison not informative."""
+    lines = ["## Claims checked", "",
+             "Each claim of the paper this report checks, with its verdict (paired per-image differences, 95 % "
+             "percentile bootstrap; details in the sections below).", ""]
+    if not claims:
+        lines += ["No claim was checked in this run.", ""]
+    else:
+        lines += ["| Source | Claim | Verdict | Paired Δ [95 % CI] | Sample | Scale | Informative at this scale? "
+                  "| What the scale means |", "|---|---|---|---|---|---|---|---|"]
+        for c in claims:
+            v = c.verdict
+            scale = ("paper architectures, counted on the meta device" if c.source.startswith("Table 9 (paper")
+                     else scale_text(config, c.task, c.dataset))
+            cells = [c.source, v.claim, v.verdict, v.interval or "—", v.n or "—", scale,
+                     c.informative or "not assessed (no DP-IR row with its IR backbone row)", meaning(c)]
+            lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
+        lines += ["", INACTIVE_RULE, ""]
+    from dpir.config import ablation_tables
+
+    cost = [t["title"].split(":")[0] for t in ablation_tables(config).values() if t["kind"] in ("training_cost", "flops")]
+    if cost:
+        lines += [f"Not in this table: the cost ablations ({', '.join(dict.fromkeys(cost))}), exact counts at this "
+                  "run's scale; their verdicts are in the Ablations section.", ""]
+    return lines

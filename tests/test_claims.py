@@ -1,0 +1,117 @@
+"""The claims table (dpir.report.claims): structured verdicts, the "not informative at this scale" rule
+(every DP-IR row within the margin of its IR backbone row), the JSON round trip and the section."""
+import json
+import statistics
+
+import pytest
+from helpers import base_config
+
+from dpir.report import claims as C
+from dpir.report import stats as S
+
+IMAGES = ("a", "b", "c")
+
+
+def record(method, seed, psnr, label=None, images=IMAGES):
+    return {"task": "sr", "dataset": "bundled", "method": method, "seed": seed, "label": label or method,
+            "n_images": len(images), "images": list(images), "method_config": {},
+            "metrics": {"psnr_y": {"available": True, "lower_better": False, "convention": "c",
+                                   "mean": statistics.fmean(psnr), "per_image": dict(zip(images, psnr)),
+                                   "n_nonfinite": 0}},
+            "cost": {"nfe": 1, "seconds_per_image": 1.0, "flops_per_image": 1e9, "flops_input_size": [24, 24],
+                     "params_total": 1, "params_trained": 1, "peak_rss_mib": 1.0}}
+
+
+def write(out, rec):
+    p = out / "scores" / rec["task"] / rec["dataset"] / rec["method"] / f"seed{rec['seed']}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    cfg = base_config(tmp_path)
+    cfg["tasks"]["sr"]["methods"] = {
+        "ir": {"kind": "backbone", "network": "net_a", "label": "IR"},
+        "ir_b": {"kind": "backbone", "network": "net_b", "label": "IR b"},
+        "quiet": {"kind": "dpir", "mode": "jump", "ir": "net_a", "label": "quiet"},
+        "quiet2": {"kind": "dpir", "mode": "jump", "ir": "net_a", "label": "quiet2"},
+        "loud": {"kind": "dpir", "mode": "jump", "ir": "net_b", "label": "loud"},
+        "orphan": {"kind": "dpir", "mode": "jump", "ir": "net_c", "label": "orphan"},
+    }
+    out = tmp_path / "results"
+    base = [30.0, 28.0, 26.0]
+    write(out, record("ir", 0, base))
+    write(out, record("ir_b", 0, base))
+    write(out, record("quiet", 0, [v + 0.01 for v in base]))      # +0.01 dB on every image: inside ±0.1
+    write(out, record("quiet2", 0, [v + 0.03 for v in base]))
+    write(out, record("loud", 0, [v + 0.5 for v in base]))        # +0.5 dB: the diffusion part does something
+    write(out, record("orphan", 0, base))
+    return cfg
+
+
+def test_difference_check_is_structured_and_its_line_unchanged():
+    a = [record("A", 0, [31.0, 30.0, 29.0])]
+    b = [record("B", 0, [30.0, 29.5, 28.0])]
+    v = S.difference_check("A", a, "B", b, list(IMAGES), "psnr_y", False, "better", "A wins", 2)
+    assert v.line == S.difference_verdict("A", a, "B", b, list(IMAGES), "psnr_y", False, "better", "A wins", 2)
+    # per-image differences 1.0, 0.5, 1.0: every resample's mean is within [0.5, 1.0]
+    assert (v.claim, v.kind, v.verdict, v.metric) == ("A wins", "agrees", "agrees", "psnr_y")
+    assert v.interval == "+0.83 [+0.50, +1.00] dB" and v.n == "3 image(s) × 1 vs 1 seed(s)"
+    assert v.half_width == pytest.approx(0.25)
+    assert v.line.endswith(f"paired Δ {v.interval} (95 % bootstrap CI over {v.n}) → **agrees**.")
+    flat = S.trend_check([5, 10, 20], [30.0, 29.0, 28.0], "psnr_y", False, "decreasing", "p")
+    assert (flat.kind, flat.verdict, flat.interval, flat.half_width) == ("agrees", "agrees (monotone)", "", None)
+
+
+def test_scale_rule_marks_dp_ir_rows_inside_the_margin_of_their_ir_row(cfg):
+    check = C.ScaleCheck(cfg, "sr", "bundled")
+    assert C.backbone_of(check.methods, "quiet") == "ir" and C.backbone_of(check.methods, "ir") is None
+    assert C.backbone_of(check.methods, "orphan") is None
+    # both DP-IR rows within ±0.1 dB of SwinIR's own output: no verdict about the diffusion part can be read
+    assert check.sentence(("quiet", "quiet2")) == (
+        "**no** — every DP-IR row is within ±0.1 dB of its IR network's output (quiet − ir +0.010 [+0.010, "
+        "+0.010] dB; quiet2 − ir +0.030 [+0.030, +0.030] dB)")
+    # one row beyond the margin: the comparison can be informative, and the row that breaks the rule is named
+    assert check.sentence(("quiet", "loud")) == (
+        "yes — not every DP-IR row is within ±0.1 dB of its IR output (loud − ir_b +0.500 [+0.500, +0.500] dB)")
+    assert check.sentence(("orphan", "ir")) == ""          # no DP-IR row with a backbone row: not assessed
+    cfg["report"]["margins"] = {"psnr": 0.005}
+    assert C.ScaleCheck(cfg, "sr", "bundled").sentence(("quiet",)).startswith("yes — not every DP-IR row is within ±0.005 dB")
+
+
+def test_claims_round_trip_and_section(cfg):
+    runs = C.ScaleCheck(cfg, "sr", "bundled").runs
+    v = S.difference_check("quiet", runs["quiet"], "quiet2", runs["quiet2"], list(IMAGES), "psnr_y", False, "close",
+                           "jump is close to the chain", 2, {"psnr": 0.1}).with_rows("quiet", "quiet2")
+    assert v.verdict == "agrees — equivalent within ±0.1 dB" and v.rows == ("quiet", "quiet2")
+    claim = C.Claim("Table 10", "sr", "bundled", v, C.ScaleCheck(cfg, "sr", "bundled").sentence(v.rows))
+    C.write_claims(cfg, [claim])
+    assert C.read_claims(cfg) == [claim]
+    lines = C.claims_section(cfg, [claim])
+    row = next(x for x in lines if x.startswith("| Table 10"))
+    assert row.split(" | ")[2:5] == ["agrees — equivalent within ±0.1 dB", "-0.02 [-0.02, -0.02] dB",
+                                     "3 image(s) × 1 vs 1 seed(s)"]
+    assert "| **no** — every DP-IR row is within ±0.1 dB" in row
+    assert row.endswith("| The diffusion part is inactive at this scale: no verdict on the paper's claim can be read "
+                        "here. |")
+    assert C.INACTIVE_RULE in lines
+
+
+def test_read_claims_absent_or_foreign(cfg):
+    assert C.read_claims(cfg) is None
+    C.claims_path(cfg).parent.mkdir(parents=True, exist_ok=True)
+    C.claims_path(cfg).write_text(json.dumps({"format": "other"}))
+    assert C.read_claims(cfg) is None
+
+
+def test_table9_claims_are_exact_counts():
+    data = {"rows": [
+        {"task": "sr", "kind": "dpir", "label": "DP-IR", "tflops": 2.0, "nfe": 6},
+        {"task": "sr", "kind": "srdiff", "label": "SRDiff", "tflops": 20.0, "nfe": 100},
+        {"task": "sr", "kind": "backbone", "label": "SwinIR", "tflops": 1.0, "nfe": 1},
+    ]}
+    (c,) = C.table9_claims(data)
+    assert (c.source, c.verdict.kind, c.verdict.interval) == ("Table 9 (paper size)", "agrees", "10x (exact count)")
+    assert C.meaning(c) == "An exact count (no sampling noise): the verdict does not depend on the data."
+    assert C.table9_claims(None) == []
