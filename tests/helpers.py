@@ -29,3 +29,13 @@ def same_weights(a, b) -> bool:
 
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def write_scores(out: Path, rec: dict) -> Path:
+    """Write a results record where ``dpir score`` puts it (``<out>/scores/<task>/<dataset>/<method>/seed<k>.json``)."""
+    import json
+
+    p = Path(out) / "scores" / rec["task"] / rec["dataset"] / rec["method"] / f"seed{rec['seed']}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(rec))
+    return p

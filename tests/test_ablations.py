@@ -12,7 +12,7 @@ from dpir.report import ablation_rows as R
 from dpir.report import ablations as A
 from dpir.report import paired as P
 from dpir.report import stats as S
-from helpers import base_config
+from helpers import base_config, write_scores
 
 
 def record(method, seed, psnr, lpips, images=("a", "b"), nfe=51, label=None, dataset="bundled", cfg=None):
@@ -26,10 +26,7 @@ def record(method, seed, psnr, lpips, images=("a", "b"), nfe=51, label=None, dat
                      "params_total": 1, "params_trained": 1, "peak_rss_mib": 1.0}}
 
 
-def write(out, rec):
-    p = out / "scores" / rec["task"] / rec["dataset"] / rec["method"] / f"seed{rec['seed']}.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(rec))
+write = write_scores
 
 
 @pytest.fixture

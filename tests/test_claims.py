@@ -4,7 +4,7 @@ import json
 import statistics
 
 import pytest
-from helpers import base_config
+from helpers import base_config, write_scores
 
 from dpir.report import claims as C
 from dpir.report import stats as S
@@ -22,10 +22,7 @@ def record(method, seed, psnr, label=None, images=IMAGES):
                      "params_total": 1, "params_trained": 1, "peak_rss_mib": 1.0}}
 
 
-def write(out, rec):
-    p = out / "scores" / rec["task"] / rec["dataset"] / rec["method"] / f"seed{rec['seed']}.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(rec))
+write = write_scores
 
 
 @pytest.fixture
