@@ -29,9 +29,41 @@ def _nfe_text(row: dict) -> str:
     return f"NFE {row['nfe']}"
 
 
+def _err(rows: list[dict], metric: str):
+    """Error bars of ``metric``: the 95 % bootstrap interval (``<metric>_ci_low`` / ``_ci_high``, asymmetric)
+    where the row has one, else the seed std, else none; matplotlib's (2, n) form."""
+    lo, hi = [], []
+    for r in rows:
+        v, a, b = r.get(metric), r.get(f"{metric}_ci_low"), r.get(f"{metric}_ci_high")
+        if v is not None and a is not None and b is not None and a == a and b == b:     # not NaN
+            lo.append(max(v - a, 0.0))
+            hi.append(max(b - v, 0.0))
+        else:
+            sd = r.get(f"{metric}_std") or 0.0
+            lo.append(sd)
+            hi.append(sd)
+    return [lo, hi]
+
+
+def _at_least(ax_lim, get_lim, values: list[float], metric: str) -> None:
+    """Widen an axis to at least twice the metric's equivalence margin (``dpir.report.paired``), so that
+    differences smaller than the margin never fill the plot and read as a trend."""
+    from dpir.report.paired import margin_for
+
+    m = margin_for(metric)
+    if not values or m is None:
+        return
+    lo, hi = get_lim()
+    span = 2 * m
+    if hi - lo < span:
+        mid = (max(values) + min(values)) / 2
+        ax_lim(mid - span / 2, mid + span / 2)
+
+
 def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: str | Path, title: str,
                           x_lower_better: bool | None = None) -> Path:
-    """PSNR (distortion) against a perceptual metric, one point per method, seed std as error bars.
+    """PSNR (distortion) against a perceptual metric, one point per method (rows on fewer images and copied
+    scores left out), 95 % bootstrap intervals as error bars.
     Axis directions and units come from the presets (``x_lower_better`` overrides the x direction)."""
     import matplotlib
 
@@ -44,9 +76,11 @@ def perception_distortion(rows: list[dict], x_metric: str, y_metric: str, path: 
     palette = sns.color_palette("tab10", n_colors=max(3, len(rows)))
     for i, r in enumerate(rows):
         x, y = r.get(x_metric), r.get(y_metric)
-        if x is None or y is None or r.get("published"):   # copied scores: other protocol, not plotted
+        # copied scores (another protocol) and rows scored on fewer images are not comparable points
+        if x is None or y is None or r.get("published") or r.get("partial"):
             continue
-        ax.errorbar(x, y, xerr=r.get(f"{x_metric}_std") or 0, yerr=r.get(f"{y_metric}_std") or 0, fmt="o",
+        (xl, xh), (yl, yh) = _err([r], x_metric), _err([r], y_metric)
+        ax.errorbar(x, y, xerr=[xl, xh], yerr=[yl, yh], fmt="o",
                     color=palette[i % len(palette)], capsize=3, label=f"{r['label']} ({_nfe_text(r)})")
         ax.annotate(r["label"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(axis_label(x_metric, x_lower_better))
@@ -72,8 +106,7 @@ def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path:
     sns.set_theme(style="whitegrid", context="notebook")
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     xs, ys = [r[x_metric] for r in pts], [r[y_metric] for r in pts]
-    a.errorbar(xs, ys, xerr=[r.get(f"{x_metric}_std") or 0 for r in pts],
-               yerr=[r.get(f"{y_metric}_std") or 0 for r in pts], fmt="-o", capsize=3)
+    a.errorbar(xs, ys, xerr=_err(pts, x_metric), yerr=_err(pts, y_metric), fmt="-o", capsize=3)
     for r in pts:
         a.annotate(f"τ={r['tau']}", (r[x_metric], r[y_metric]), textcoords="offset points", xytext=(5, 4), fontsize=8)
     a.set_xlabel(f"{x_metric} ({direction(x_metric, x_lower_better)})")
@@ -94,6 +127,10 @@ def tau_sweep_plots(numeric: list[dict], x_metric: str, y_metric: str, fig_path:
     b.set_title("quality against NFE", fontsize=10)
     for ax in (a, b, b2):      # plain numbers, no "+2.7e1" offset: the differences can be tiny
         ax.yaxis.get_major_formatter().set_useOffset(False)
+    _at_least(a.set_ylim, a.get_ylim, ys, y_metric)        # no sub-margin wiggle drawn as a trend
+    _at_least(a.set_xlim, a.get_xlim, xs, x_metric)
+    _at_least(b.set_ylim, b.get_ylim, ys, y_metric)
+    _at_least(b2.set_ylim, b2.get_ylim, xs, x_metric)
     a.xaxis.get_major_formatter().set_useOffset(False)
     fig.suptitle(title, fontsize=11)
     return _save(fig, fig_path)
