@@ -111,10 +111,12 @@ def test_paper_dry_run_deblur_and_burst_jobs(tmp_path):
             "fusion_burst", "mirnet_s"} <= trained
     assert {p for p in prepared if p[0] != "sr"} == {("deblur", "gopro"), ("deblur", "hide"),
                                                      ("burst", "syntheticburst"), ("burst", "zurich")}
-    # deterministic rows (blurry, nafnet, fftformer; burst_bicubic, bsrt) once, stochastic ones with 3 seeds
+    # deterministic rows (blurry, nafnet, fftformer, the competitor checkpoints nafnet_official and restormer;
+    # burst_bicubic, bsrt) once, stochastic ones with 3 seeds
     deblur = {(d, m, s) for t, d, m, s in restored if t == "deblur"}
     assert deblur == {(d, m, s) for d in ("gopro", "hide") for m, seeds in
-                      (("blurry", "0"), ("nafnet", "0"), ("fftformer", "0"), ("indi", "012"), ("diffir", "012"),
+                      (("blurry", "0"), ("nafnet", "0"), ("fftformer", "0"), ("nafnet_official", "0"),
+                       ("restormer", "0"), ("indi", "012"), ("diffir", "012"),
                        ("dpir", "012")) for s in seeds}
     assert {(d, m, s) for t, d, m, s in restored if t == "burst"} == \
         {("syntheticburst", "burst_bicubic", "0"), ("syntheticburst", "bsrt", "0")} | \
