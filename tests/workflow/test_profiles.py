@@ -55,7 +55,7 @@ def test_slurm_profile_dry_run(tmp_path):
         for r in res[rule]:
             assert (r["gpu"], r["slurm_partition"], r["runtime"]) == ("1", "gpu", runtime), (rule, r)
     assert {r["mem_mb"] for r in res["train"]} == {"64000"}
-    assert len(res["restore_shard"]) == 2 * 2          # 2 seeds x 2 shards of dpir_jump_ddim
+    assert len(res["restore_shard"]) == 1 * 2          # 1 seed (config/test.yaml) x 2 shards of dpir_jump_ddim
     for rule in ("prepare", "score", "report", "merge_shards"):
         for r in res[rule]:
             assert (r["gpu"], r["slurm_partition"], r["runtime"]) == ("0", "cpu", "60"), (rule, r)
