@@ -14,6 +14,7 @@ from torch import nn
 import dpir.nets
 from dpir.checkpoint import save_network
 from dpir.diffusion import jump_coefficients, linear_schedule
+from dpir.diffusion.estimator import denoiser_range, fusion_range, schedule_facts
 from dpir.errors import DpirError
 from dpir.methods.base import BuildContext
 from dpir.methods.dpir import DPIR, build
@@ -160,8 +161,13 @@ def test_module_bookkeeping():
 
 def test_build_from_checkpoints(tmp_path, tiny_archs):
     ir, den, fus = nets(3)
-    for name, net, arch in (("ir_x4", ir, "tinyir"), ("den", den, "tinydenoiser"), ("fus", fus, "tinyfusion")):
-        save_network(net, tmp_path / name, arch, {})
+    wide = denoiser_range(0.0, 1e6, "uniform")          # trained for every noise level these chains visit
+    t1000 = fusion_range(1000, schedule_facts(SCHED, 1000, 1e-4, 2e-2))
+    for name, net, arch, facts in (("ir_x4", ir, "tinyir", {}), ("den", den, "tinydenoiser", {"trained_for": wide}),
+                                   ("fus", fus, "tinyfusion", {"trained_for": t1000})):
+        save_network(net, tmp_path / name, arch, {}, **facts)
+    save_network(fus, tmp_path / "fus50", "tinyfusion", {},
+                 trained_for=fusion_range(50, {"T": 50, "beta_start": 1e-4, "beta_end": 0.05}))
     ctx = BuildContext(task_name="sr", task={"kind": "sr"}, networks_dir=str(tmp_path), device=torch.device("cpu"))
     cfg = {"ir": "ir_x4", "denoiser": "den", "fusion": "fus", "tau": 250, "ddim_stride": 5}
     method = build(cfg, ctx)
@@ -170,7 +176,7 @@ def test_build_from_checkpoints(tmp_path, tiny_archs):
     y = torch.rand(1, 3, 4, 4, generator=gen(0))
     ref = DPIR(ir, den, fus, SCHED, 250, ddim_stride=5).restore(y, gen(1))
     assert torch.equal(method.restore(y, gen(1)), ref)  # loaded weights = saved weights
-    full = build({**cfg, "mode": "full", "tau": None, "T": 50, "beta_end": 0.05}, ctx)
+    full = build({**cfg, "mode": "full", "tau": None, "T": 50, "beta_end": 0.05, "fusion": "fus50"}, ctx)
     assert full.tau == 50 and float(full.schedule.beta(50)) == pytest.approx(0.05)
 
 

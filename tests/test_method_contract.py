@@ -31,6 +31,7 @@ import pytest
 import torch
 
 from dpir.checkpoint import save_network
+from dpir.diffusion.estimator import denoiser_range, fusion_range
 from dpir.data.burst import synthesize_burst
 from dpir.measure import count_nfe
 from dpir.methods import DETERMINISTIC_KINDS, METHODS, BuildContext, build_method
@@ -51,6 +52,10 @@ DENOISER = ("udp", {"base": 4, "levels": 1, "n_conv": 1})                  # 1.0
 FUSION = ("fusion", {"n_f": 4, "growth": 4, "n_layers": 1, "t_dim": 8, "t_hidden": 8, "image_skip": True})  # 1.2k
 DPIR_NETS = {"ir": IR_X4, "den": DENOISER, "fus": FUSION}
 DPIR_CFG = {"ir": "ir", "denoiser": "den", "fusion": "fus", "T": 100}
+# what the stand-ins are declared trained for (model.json "trained_for", dpir.diffusion.estimator): every
+# noise level and every t of the T = 100 chain, so each mode's sampler passes the range check
+NET_FACTS = {"den": {"trained_for": denoiser_range(0.0, 1e3, "uniform")},
+             "fus": {"trained_for": fusion_range(100, {"T": 100, "beta_start": 1e-4, "beta_end": 2e-2})}}
 SRDIFF = ("srdiff", {"rrdb": {"nf": 2, "nb": 2, "gc": 2}, "hidden": 4, "dim_mults": [1, 1], "T": 8})
 DIFFIR = {"dim": 2, "num_blocks": [1, 1, 1, 1], "num_refinement_blocks": 1, "heads": [1, 1, 1, 1],
           "n_encoder_res": 1, "n_feats": 2, "ffn_expansion_factor": 1.0}
@@ -62,6 +67,7 @@ class Case:
     task: str                     # a key of TASKS
     cfg: dict[str, Any] = field(default_factory=dict)    # the method's config entry (without kind)
     nets: dict[str, tuple[str, dict]] = field(default_factory=dict)   # network name -> (arch, kwargs)
+    facts: dict[str, dict] = field(default_factory=dict)   # network name -> model.json facts (over NET_FACTS)
 
 
 BYO = Path(__file__).resolve().parents[1] / "examples" / "byo"      # the python kind's example package
@@ -76,7 +82,8 @@ CASES: dict[str, Case] = {
     # the prior-work rows of Table 8: the denoiser alone (SDEdit), + bicubic back-projection (CCDF)
     "dpir_sdedit": Case("dpir", "sr", {**DPIR_CFG, "tau": 4, "mode": "sdedit"}, DPIR_NETS),
     "dpir_ccdf": Case("dpir", "sr", {**DPIR_CFG, "tau": 4, "mode": "ccdf"}, DPIR_NETS),
-    "dpir_full": Case("dpir", "sr", {**DPIR_CFG, "mode": "full", "T": 10}, DPIR_NETS),
+    "dpir_full": Case("dpir", "sr", {**DPIR_CFG, "mode": "full", "T": 10}, DPIR_NETS,   # a 10-step chain
+                      {"fus": {"trained_for": fusion_range(10, {"T": 10, "beta_start": 1e-4, "beta_end": 2e-2})}}),
     "srdiff": Case("srdiff", "sr", {"network": "srdiff"}, {"srdiff": SRDIFF}),
     "indi": Case("indi", "sr", {"network": "indi", "steps": 3},
                  {"indi": ("indi", {"hidden": 4, "dim_mults": [1], "scale": 4, "eps": 0.01})}),
@@ -135,7 +142,7 @@ def _build_case(case: Case, root: Path):
                 for p in net.denoise.parameters():
                     if p.ndim == 2:
                         p.mul_(2.0)
-        save_network(net, networks / name, arch, kwargs)
+        save_network(net, networks / name, arch, kwargs, **case.facts.get(name, NET_FACTS.get(name, {})))
     config = {}
     if case.kind == "checkpoint":
         file, arch, kwargs = CHECKPOINT

@@ -304,16 +304,18 @@ def test_paper_dry_run_imports_official_and_trains_the_rest(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     plan = r.stdout + r.stderr
     counts = {m[0]: int(m[1]) for line in plan.splitlines() if len(m := line.split()) == 2 and m[1].isdigit()}
-    # imported: swinir_sr, rrdb_sr, fftformer_deblur, bsrt_burst.  Trained: 7 for SR, 5 for deblurring
+    # imported: swinir_sr, rrdb_sr, fftformer_deblur, bsrt_burst.  Trained: 7 for SR + the whole-chain pair
+    # (mirnet_full, fusion_full) of the full-chain reference, 5 for deblurring
     # (nafnet, fusion, indi, diffir s1/s2), 1 for bursts (fusion).  Prepared: div2k; gopro, hide;
     # syntheticburst, zurich
-    assert (counts["import_official"], counts["train"], counts["prepare"]) == (4, 7 + 5 + 1, 1 + 2 + 2)
-    # SR: 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full x 1
+    assert (counts["import_official"], counts["train"], counts["prepare"]) == (4, 7 + 2 + 5 + 1, 1 + 2 + 2)
+    # SR: 3 deterministic rows (bicubic, rrdb, swinir) x 1 seed + 5 stochastic rows x 3 seeds + dpir_full and
+    #     dpir_jump_wide x 1
     #     + the competitor checkpoints (esrgan, hat, srresnet) + the default's bring-your-own rows (rrdb_checkpoint,
     #     byo_sharp, lanczos), all deterministic;
     # deblur: 2 datasets x (3 deterministic + 2 competitor checkpoints (nafnet_official, restormer) + 3 stochastic
     #     x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
-    assert counts["restore"] == (3 + 5 * 3 + 1 + 3 + 3) + 2 * (3 + 2 + 3 * 3) + (2 + 3)
+    assert counts["restore"] == (3 + 5 * 3 + 2 + 3 + 3) + 2 * (3 + 2 + 3 * 3) + (2 + 3)
     # the export of rrdb_checkpoint's file; no download job yet (fetching happens inside the jobs)
     assert counts["export_network"] == 1
 

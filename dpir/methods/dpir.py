@@ -40,6 +40,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from dpir.diffusion.estimator import DPIREstimator, check_ranges, network_range, schedule_facts, visited_timesteps
 from dpir.diffusion.samplers import data_consistent, forward_noise, one_step_jump, reverse_from
 from dpir.diffusion.schedule import Schedule, linear_schedule
 from dpir.errors import DpirError
@@ -128,31 +129,23 @@ class DPIR(Method):
         return self.reverse_steps() + 1
 
     # --- the estimator -------------------------------------------------------------------------------
+    @property
+    def estimator(self) -> DPIREstimator:
+        """The x0-estimator shared with the fusion trainer (:class:`dpir.diffusion.estimator.DPIREstimator`)."""
+        return DPIREstimator(self.denoiser, self.fusion, self.schedule)
+
     def x0_model(self, x0_ir: torch.Tensor):
         """The callable ``x0_model(x_t, t)`` = fusion(x0_ir, denoiser(x_t / sqrt(abar_t), sigma_tilde_t), t)."""
-        schedule = self.schedule
-
-        def model(x_t: torch.Tensor, t: int) -> torch.Tensor:
-            B = x_t.shape[0]
-            x_tilde = x_t / math.sqrt(float(schedule.abar(t)))
-            sigma = torch.full((B,), float(schedule.sigma_tilde(t)), dtype=x_t.dtype, device=x_t.device)
-            x0_d = self.denoiser(x_tilde, sigma)
-            x0_hat = self.fusion(x0_ir, x0_d, torch.full((B,), int(t), dtype=torch.long, device=x_t.device))
-            # DDPM's sampler clips x0 estimates to the data range (Ho et al.'s clip_denoised); config switch
-            return x0_hat.clamp(0.0, 1.0) if self.clip_x0 else x0_hat
-
-        return model
+        return self.estimator.at(x0_ir, clip=self.clip_x0)
 
     def denoiser_model(self, y: torch.Tensor | None = None):
         """The unconditional ``x0_model(x_t, t)`` = denoiser(x_t / sqrt(abar_t), sigma_tilde_t) of SDEdit,
         clipped with ``clip_x0``; for ccdf (``y`` given) wrapped by the data-consistency step on ``y``
         (clipped after it, so the chain stays in the data range)."""
-        schedule = self.schedule
+        estimator = self.estimator
 
         def model(x_t: torch.Tensor, t: int) -> torch.Tensor:
-            x_tilde = x_t / math.sqrt(float(schedule.abar(t)))
-            sigma = torch.full((x_t.shape[0],), float(schedule.sigma_tilde(t)), dtype=x_t.dtype, device=x_t.device)
-            x0_d = self.denoiser(x_tilde, sigma)
+            x0_d = estimator.denoise(x_t, torch.full((x_t.shape[0],), int(t), dtype=torch.long))
             return x0_d.clamp(0.0, 1.0) if self.clip_x0 else x0_d
 
         if y is None:
@@ -220,6 +213,14 @@ class DPIR(Method):
         return ["ir", "denoiser", "fusion"]
 
 
+def exact_everywhere(arch: str) -> bool:
+    """Whether architecture ``arch`` is exact at every noise level and t (class attribute
+    ``exact_at_every_noise_level``, e.g. a closed-form oracle): no trained range to check."""
+    from dpir.nets import ARCHS
+
+    return arch in ARCHS and bool(getattr(ARCHS.load(arch), "exact_at_every_noise_level", False))
+
+
 def _get(cfg: dict[str, Any], key: str, kind, default=...):
     if key not in cfg or cfg[key] is None:
         if default is ...:
@@ -275,6 +276,17 @@ def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DPIR:
     if pad_multiple is not None and pad_multiple < 1:
         raise DpirError(f"DP-IR method config key 'pad_multiple' must be a positive integer, got {pad_multiple}")
     consistency = ccdf_consistency(ctx) if mode == "ccdf" else None   # refused before any load
+    # the timesteps this sampler visits must lie where its networks were trained (before any weights load)
+    networks = (ctx.config or {}).get("networks") or {}
+
+    def part(key):
+        return names[key], network_range(ctx.checkpoint(names[key]), networks.get(names[key]), exact_everywhere)
+
+    method = getattr(ctx, "method_name", None) or method_cfg.get("label") or "dpir"
+    check_ranges(schedule, visited_timesteps(T, tau, stride, full=mode == "full"), part("denoiser"),
+                 None if mode in UNCONDITIONAL else part("fusion"),
+                 where=f"DP-IR method {method!r} (task {ctx.task_name!r})",
+                 schedule_record=schedule_facts(schedule, T, beta_start, beta_end))
     nets = {key: load_network(ctx.checkpoint(name), ctx.device) for key, name in names.items()}
     if pad_multiple is None:
         pad_multiple = default_pad_multiple(nets["ir"], ctx.task or {})

@@ -233,8 +233,14 @@ class MIRNetS(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, n_feat: int = 64, kernel_size: int = 3,
                  stride: int = 2, n_rrg: int = 3, n_msrb: int = 1, height: int = 3, width: int = 2,
-                 bias: bool = False, noise_channel: bool = True, share_width: bool = True):
+                 bias: bool = False, noise_channel: bool = True, share_width: bool = True,
+                 precondition: str = "none", sigma_data: float = 0.5):
         super().__init__()
+        if precondition not in ("none", "edm"):
+            raise ValueError(f"precondition must be 'none' or 'edm', got {precondition!r}")
+        if precondition == "edm" and not noise_channel:
+            raise ValueError("precondition 'edm' conditions on the noise level: it needs noise_channel=True")
+        self.precondition, self.sigma_data = precondition, float(sigma_data)
         if stride != 2:
             raise ValueError(f"MIRNet's residual resizing modules need stride 2, got {stride}")
         if height < 1 or width < 1 or n_feat < 8:
@@ -248,10 +254,34 @@ class MIRNetS(nn.Module):
         self.conv_out = _conv(n_feat, out_channels, kernel_size, bias)
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor | float | None = None) -> torch.Tensor:
+        if self.precondition == "edm":
+            return self._forward_edm(x, sigma)
         x_in, size = pad_to_multiple(x, self.multiple)
         h = with_noise_channel(x_in, sigma, self.noise_channel, "MIRNetS")
         out = x_in + self.conv_out(self.body(self.conv_in(h)))
         return crop_to(out, size)
+
+    def _forward_edm(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        """EDM's preconditioning (Karras et al. 2022, Table 1), for a denoiser over every noise level of a
+        T = 1000 chain (sigma~ up to ~157, where the plain residual form would have to cancel noise 157
+        times the image): D(x, s) = c_skip x + c_out F(c_in x, c_noise) with c_skip = sd^2 / (s^2 + sd^2),
+        c_out = s sd / sqrt(s^2 + sd^2), c_in = 1 / sqrt(s^2 + sd^2), c_noise = ln(s) / 4 (the noise
+        channel), sd = ``sigma_data`` (0.5: the RMS of [0, 1] images).  F is the MIRNet body without its
+        image residual.  s = 0 gives D = x; c_noise uses max(s, 1e-3)."""
+        if sigma is None:
+            raise ValueError("MIRNetS(precondition='edm') needs the noise level sigma")
+        B = x.shape[0]
+        s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1)
+        s = (s.expand(B) if s.numel() == 1 else s).view(B, 1, 1, 1)
+        sd2 = self.sigma_data ** 2
+        c_skip = sd2 / (s * s + sd2)
+        c_out = s * self.sigma_data / (s * s + sd2).sqrt()
+        c_in = 1.0 / (s * s + sd2).sqrt()
+        c_noise = torch.log(s.clamp_min(1e-3)).view(B) / 4.0
+        x_in, size = pad_to_multiple(c_in * x, self.multiple)
+        h = with_noise_channel(x_in, c_noise, True, "MIRNetS")
+        out = c_skip * x + c_out * crop_to(self.conv_out(self.body(self.conv_in(h))), size)
+        return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -266,8 +296,9 @@ class MIRNetS(nn.Module):
 
 def mirnet_n_params(in_channels: int = 3, out_channels: int = 3, n_feat: int = 64, kernel_size: int = 3,
                     stride: int = 2, n_rrg: int = 3, n_msrb: int = 1, height: int = 3, width: int = 2,
-                    bias: bool = False, noise_channel: bool = True, share_width: bool = True) -> int:
-    """Closed-form parameter count of :class:`MIRNetS` (same arguments)."""
+                    bias: bool = False, noise_channel: bool = True, share_width: bool = True,
+                    precondition: str = "none", sigma_data: float = 0.5) -> int:
+    """Closed-form parameter count of :class:`MIRNetS` (same arguments; the preconditioning has none)."""
     b, r = int(bias), 8
 
     def dau(c):

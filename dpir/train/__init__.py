@@ -14,7 +14,9 @@ _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
 #: trainer name -> ``"module:factory"``; the factory builds a :class:`dpir.train.base.TrainSpec`
 TRAINERS = Registry("trainer", required_meta=("keys",), entries={
     "ir": factory("dpir.train.trainers:ir", loss={"enum": ["l1", "l2", "mse"]}),
-    "denoiser": factory("dpir.train.dpir_trainers:denoiser", sigma_max=_POSITIVE),
+    "denoiser": factory("dpir.train.dpir_trainers:denoiser", sigma_max=_POSITIVE,
+                        sigma_sampling={"enum": ["uniform", "schedule"]}, T={"type": "integer", "minimum": 1},
+                        beta_start=_POSITIVE, beta_end=_POSITIVE),
     "fusion": factory("dpir.train.dpir_trainers:fusion", required=("ir", "denoiser", "tau"), ir=NETWORK,
                       denoiser=NETWORK, tau={"type": "integer", "minimum": 1}, T={"type": "integer", "minimum": 1},
                       beta_start=_POSITIVE, beta_end=_POSITIVE),

@@ -64,3 +64,6 @@ class TrainSpec:
     #: estimates of the stored training images the loop computes once (``train.cache_ir``) and hands to
     #: the loss as ``batch["ir"]``, cropped with the gt (:class:`dpir.data.loader.TrainPatches`)
     cache_ir: tuple[str, nn.Module] | None = None
+    #: facts about what the network was trained for, saved in its ``model.json`` (e.g. ``trained_for``:
+    #: the noise or t range a sampler may use it on, :mod:`dpir.diffusion.estimator`)
+    facts: dict[str, Any] = field(default_factory=dict)

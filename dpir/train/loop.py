@@ -178,7 +178,7 @@ def fit(spec: TrainSpec, data: TrainPatches, train_cfg: dict, out_dir: str | Pat
     elif precision != "fp32":
         rec["precision"] = precision
     if env.main:
-        save_network(model, out_dir, arch, kwargs, train=train_cfg, step=steps, record=rec)
+        save_network(model, out_dir, arch, kwargs, train=train_cfg, step=steps, record=rec, **spec.facts)
         atomic_write_text(out_dir / "train_log.json", json.dumps(rec, indent=2))
         state_path.unlink(missing_ok=True)
     barrier(env)
