@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
+import re
 import tarfile
 import threading
 import urllib.parse
@@ -387,15 +389,18 @@ def test_archive_is_extracted_once_and_redone_without_marker(env, server, tmp_pa
     img = out / "DIV2K_valid_HR/0801.png"
     assert img.read_bytes() == b"img1" and (out / "DIV2K_valid_HR/0802.png").read_bytes() == b"img2"
     marker = json.loads((out / ".complete-DIV2K_valid_HR.zip").read_text())
-    assert marker == {"archive": "DIV2K_valid_HR.zip", "sha256": sha(data), "entries": ["DIV2K_valid_HR"]}
-    img.write_bytes(b"edited")                                  # complete: not extracted again
+    assert marker == {"archive": "DIV2K_valid_HR.zip", "sha256": sha(data), "entries": ["DIV2K_valid_HR"],
+                      "files": {"DIV2K_valid_HR/0801.png": 4, "DIV2K_valid_HR/0802.png": 4}}
+    img.write_bytes(b"IMG1")                                    # complete (sizes match): not extracted again
     F.fetch("div", progress=False)
-    assert img.read_bytes() == b"edited" and "extracted" in F.status()[0]["note"]
+    assert img.read_bytes() == b"IMG1" and F.status()[0]["note"] == "extracted"
     (out / ".complete-DIV2K_valid_HR.zip").unlink()             # interrupted run: no marker
     (out / "DIV2K_valid_HR/junk.tmp").write_bytes(b"half written")
     assert "not extracted" in F.status()[0]["note"]
     F.fetch("div", progress=False)
-    assert img.read_bytes() == b"img1" and not (out / "DIV2K_valid_HR/junk.tmp").exists()
+    assert img.read_bytes() == b"img1" and F.status()[0]["note"] == "extracted"
+    # a file the archive does not produce is never removed (it may be a user's or another archive's)
+    assert (out / "DIV2K_valid_HR/junk.tmp").read_bytes() == b"half written"
     assert len(server.requests) == 1
     assert not [p for p in out.iterdir() if p.name.startswith(".extract-")]
 
@@ -471,6 +476,110 @@ def test_corrupt_archive_is_a_clear_error(tmp_path):
     bad.write_bytes(b"PK not really")
     with pytest.raises(DpirError, match=r"bad\.zip is not a readable zip archive"):
         archive.extract(bad, tmp_path / "x", digest="d", kind="zip")
+
+
+# ------------------------------------------------------------------------------------ one member of a bundle
+
+BUNDLE = {"BSRT_models/synthetic/BSRT_Small.pth": b"small synthetic weights",
+          "BSRT_models/synthetic/BSRT_Large.pth": b"large synthetic weights, longer",
+          "BSRT_models/real/BSRT_Large_real.pth": b"large real weights",
+          "BSRT_models/README.txt": b"read me"}
+
+
+def test_member_is_taken_out_of_a_bundle_verified_and_reported(env, server, tmp_path, caplog):
+    data = zip_bytes(BUNDLE)
+    server.files["/bsrt.zip"] = data
+    env(entry("bsrt", server, "/bsrt.zip", data, target="{weights}/bsrt/release.bin",
+              member="*BSRT_Small*.pth"))
+    with caplog.at_level(logging.INFO, logger="dpir.fetch"):
+        p = F.fetch("bsrt", progress=False)
+    small = BUNDLE["BSRT_models/synthetic/BSRT_Small.pth"]
+    assert p == tmp_path / "weights/bsrt/BSRT_Small.pth" and p.read_bytes() == small
+    assert (tmp_path / "weights/bsrt/release.bin").read_bytes() == data         # the verified container stays
+    marker = json.loads((tmp_path / "weights/bsrt/.complete-release.bin").read_text())
+    assert marker == {"archive": "release.bin", "sha256": sha(data), "member": "BSRT_models/synthetic/BSRT_Small.pth",
+                      "member_sha256": sha(small), "files": {"BSRT_Small.pth": len(small)}}
+    assert f"took BSRT_models/synthetic/BSRT_Small.pth ({len(small)} bytes, sha256 {sha(small)})" in caplog.text
+    assert F.status()[0]["note"] == (f"member BSRT_models/synthetic/BSRT_Small.pth extracted to BSRT_Small.pth "
+                                     f"({len(small)} bytes, sha256 {sha(small)[:12]}...)")
+    assert sorted(x.name for x in p.parent.iterdir() if not x.name.startswith(".")) == ["BSRT_Small.pth",
+                                                                                        "release.bin"]
+    p.write_bytes(small[:5])                                    # truncated: detected and taken out again
+    assert F.status()[0]["note"] == "member not extracted"
+    assert F.fetch("bsrt", progress=False).read_bytes() == small
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("member, want", [
+    ("*bsrt_large*.pth", (r"holds 2 files matching the member pattern '\*bsrt_large\*\.pth': "
+                          r"BSRT_models/real/BSRT_Large_real\.pth, BSRT_models/synthetic/BSRT_Large\.pth; "
+                          r"make `member` of entry 'bsrt' in .*registry\.json pick one")),
+    (["*tiny*.pth", "*base*.pth"], (r"holds no file matching the member patterns '\*tiny\*\.pth', "
+                                    r"'\*base\*\.pth'; its checkpoints are: BSRT_models/real/BSRT_Large_real\.pth, "
+                                    r"BSRT_models/synthetic/BSRT_Large\.pth, BSRT_models/synthetic/BSRT_Small\.pth\. "
+                                    r"Fix `member` of entry 'bsrt' in .*registry\.json")),
+])
+def test_no_or_several_matching_members_is_one_line_listing_them(env, server, tmp_path, capsys, member, want):
+    from dpir import cli
+
+    data = zip_bytes(BUNDLE)
+    server.files["/bsrt.zip"] = data
+    env(entry("bsrt", server, "/bsrt.zip", data, target="{weights}/bsrt/release.bin", member=member))
+    assert cli.main(["fetch", "-q", "bsrt"]) == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and re.search(want, lines[0]), lines
+    assert sorted(x.name for x in (tmp_path / "weights/bsrt").iterdir() if not x.name.startswith(".")) == \
+        ["release.bin"]                                          # verified and kept; nothing taken out
+    # the first pattern that matches decides: a later one resolves nothing earlier left ambiguous
+    env(entry("bsrt", server, "/bsrt.zip", data, target="{weights}/bsrt/release.bin",
+              member=["*synthetic*large*.pth", "*large*.pth"]))
+    assert F.fetch("bsrt", progress=False).read_bytes() == BUNDLE["BSRT_models/synthetic/BSRT_Large.pth"]
+
+
+def test_a_bare_checkpoint_is_used_as_it_is(env, server, tmp_path):
+    torch = pytest.importorskip("torch")
+    buf = io.BytesIO()
+    torch.save({"conv.weight": torch.arange(6.0).reshape(2, 3)}, buf)     # a torch checkpoint is a zip too
+    data = buf.getvalue()
+    assert zipfile.is_zipfile(io.BytesIO(data))
+    server.files["/ckpt"] = data
+    env(entry("bsrt", server, "/ckpt", data, target="{weights}/bsrt/release.bin", member="*BSRT_Small*.pth"))
+    p = F.fetch("bsrt", progress=False)
+    assert p == tmp_path / "weights/bsrt/release.bin" and p.read_bytes() == data
+    assert torch.load(p)["conv.weight"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
+    assert F.status()[0]["note"] == "a single file, used as it is"
+    assert not (tmp_path / "weights/bsrt/.complete-release.bin").exists()
+
+
+def test_member_of_a_tar_container_without_a_stated_length_is_recorded(env, server, tmp_path):
+    """No hash, no Content-Length: the container counts as whole (and its hash is recorded) only after
+    the tar reads whole; the member goes to extract_to."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for name, body in (("models/bsrt_small.pth", b"S" * 300), ("models/bsrt_large.pth", b"L" * 500)):
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            t.addfile(info, io.BytesIO(body))
+    data = buf.getvalue()
+    server.lengths = False
+    server.files["/b.tar.gz"] = data
+    env(entry("b", server, "/b.tar.gz", target="{weights}/b/release.bin", member="*small*",
+              extract_to="{weights}/b/picked"))
+    p = F.fetch("b", progress=False)
+    assert p == tmp_path / "weights/b/picked/bsrt_small.pth" and p.read_bytes() == b"S" * 300
+    lock = json.loads((tmp_path / "registry.lock.json").read_text())["files"]
+    assert lock["b"]["sha256"] == sha(data) and lock["b"]["size"] == len(data)
+
+
+def test_member_entries_are_validated(env, server):
+    env(entry("x", server, "/x", b"x", member="*.pth", archive="zip", extract_to="{weights}/x"))
+    with pytest.raises(DpirError, match=r"member .* and archive .* exclude each other; set archive to null"):
+        F.list_names()
+    env(entry("x", server, "/x", b"x", member=[]))
+    with pytest.raises(DpirError, match=r"member must be a glob or a non-empty list of globs \(got \[\]\)"):
+        F.list_names()
+    env(entry("x", server, "/x", b"x", member=["*.pth"]))
+    assert registry.get("x").member == ("*.pth",)
 
 
 # ------------------------------------------------------------------------------------ committed registry

@@ -15,6 +15,10 @@ new bytes are verified, so a failed download leaves a good file in place.  For a
 published hash, the hash of a download is recorded in the lock only when its length was confirmed
 (see :mod:`dpir.fetch.download`); ``forget(name)`` (``dpir fetch --forget NAME``) drops a recorded
 hash and the local verification stamp.
+
+$DPIR_MIRROR (a base URL) redirects every download to a mirror laid out as ``<mirror>/<host>/<path>``
+(see :mod:`dpir.fetch.download`); an entry with ``member`` (see :mod:`dpir.fetch.registry`) returns
+the one file it picks out of a downloaded archive, or the download itself when that is a bare file.
 """
 from __future__ import annotations
 
@@ -58,14 +62,33 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _sources(entry: Entry) -> tuple[list[str], set[str]]:
+def _sources(entry: Entry) -> tuple[list[str], set[str], str | None]:
+    """(URLs to try in order, those that are Google Drive endpoints, the $DPIR_MIRROR base or None)."""
+    mirror = _download.mirror_base()
+    if mirror is not None:
+        # only the mirror is contacted: a proxied or offline machine must not wait on the real hosts
+        urls = [_download.gdrive_mirror_url(mirror, entry.gdrive_id)] if entry.gdrive_id else []
+        urls += [_download.mirror_url(mirror, u) for u in entry.urls]
+        return list(dict.fromkeys(urls)), set(), mirror
     urls = list(entry.urls)
     drive: set[str] = set()
     if entry.gdrive_id:
         u = _download.gdrive_url(entry.gdrive_id)
         urls.insert(0, u)
         drive.add(u)
-    return urls, drive
+    return urls, drive, None
+
+
+def _archive_kind(entry: Entry, path: Path) -> str | None:
+    """How ``path`` (the download or its ``.part``) is unpacked: the entry's ``archive``, or for an
+    entry with ``member`` the kind of container it turned out to be (None: a bare file)."""
+    if entry.archive:
+        return entry.archive
+    return _archive.container_kind(path) if entry.member else None
+
+
+def _member_dir(entry: Entry) -> Path:
+    return entry.extract_dir or entry.path.parent
 
 
 def _verify_new(entry: Entry, part: Path, sha256: str | None, size: int | None, source: str,
@@ -105,6 +128,14 @@ def _finish(entry: Entry, digest: str) -> Path:
     if entry.archive:
         return _archive.extract(entry.path, entry.extract_dir, digest=digest, kind=entry.archive,
                                 max_bytes=entry.unpacked_size)
+    if entry.member:
+        kind = _archive.container_kind(entry.path)
+        if kind is None:
+            log.info("%s: %s is a single file, not an archive: used as it is", entry.name, entry.path)
+            return entry.path
+        return _archive.extract_member(entry.path, _member_dir(entry), entry.member, digest=digest,
+                                       kind=kind, entry=entry.name, registry=str(_registry.REGISTRY_PATH),
+                                       max_bytes=entry.unpacked_size)
     return entry.path
 
 
@@ -128,16 +159,18 @@ def _download_new(entry: Entry, sha256: str | None, size: int | None, source: st
     part = _download.part_path(path)
     had = path.exists()
     cmd = f"dpir fetch {'--force ' if had else ''}{entry.name}"
-    urls, drive = _sources(entry)
+    urls, drive, mirror = _sources(entry)
     try:
         got = _download.download(urls, path, name=entry.name, size=size, progress=progress, drive=drive,
                                  checked=sha256 is not None or entry.sha256_prefix is not None,
-                                 hint=_download.forget_hint(entry.name, source), command=cmd)
+                                 hint=_download.forget_hint(entry.name, source), command=cmd,
+                                 mirror=mirror)
         digest = _verify_new(entry, part, sha256, size, source, cmd)
         confirmed = got.length_confirmed
-        if sha256 is None and not confirmed and entry.archive:
+        kind = _archive_kind(entry, part) if sha256 is None and not confirmed else None
+        if kind is not None:
             # No stated length: an archive that reads whole (CRCs, end blocks) was not cut short.
-            why = _archive.check_integrity(part, entry.archive)
+            why = _archive.check_integrity(part, kind)
             if why is not None:
                 log.warning("%s (%s): the archive fails its integrity check (%s)", path.name, entry.name,
                             why)
@@ -163,7 +196,9 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
     A file already at the target (downloaded before, or pre-staged by hand) is verified against the
     published or recorded SHA-256 and never downloaded again.  ``force`` downloads anew and replaces
     the file only once the new one is verified.  Files without a published checksum get theirs
-    recorded in the lock file on the first download whose length was confirmed.
+    recorded in the lock file on the first download whose length was confirmed.  For an entry with
+    ``member`` the returned file is the one taken out of the downloaded archive (or the download
+    itself when it is a single file).
     """
     entry = _registry.get(name)
     path = entry.path
@@ -179,8 +214,8 @@ def fetch(name: str, *, force: bool = False, progress: bool = True) -> Path:
             why = None
             if _download.stamped_unconfirmed(path):
                 why = "it was downloaded without a stated length"
-            elif entry.archive:
-                bad = _archive.check_integrity(path, entry.archive)
+            elif (kind := _archive_kind(entry, path)) is not None:
+                bad = _archive.check_integrity(path, kind)
                 why = None if bad is None else f"the archive fails its integrity check ({bad})"
             if why is None:
                 _registry.record_lock(entry, digest, path.stat().st_size, f"pre-staged at {path}")
@@ -226,7 +261,21 @@ def _state(entry: Entry) -> tuple[str, int | None, str]:
     if entry.archive:
         done = _archive.is_extracted(path, entry.extract_dir, digest)
         note = ", ".join(x for x in (note, "extracted" if done else "not extracted") if x)
+    elif entry.member:
+        note = ", ".join(x for x in (note, _member_note(entry, path, digest)) if x)
     return "present", actual_size, note
+
+
+def _member_note(entry: Entry, path: Path, digest: str) -> str:
+    """What became of the member of a container entry: which file, its size and SHA-256."""
+    done = _archive.member_extracted(path, _member_dir(entry), digest)
+    if done is not None:
+        rec = _archive.member_record(path, _member_dir(entry)) or {}
+        return (f"member {rec.get('member')} extracted to {done.name} ({done.stat().st_size} bytes, "
+                f"sha256 {str(rec.get('member_sha256'))[:12]}...)")
+    if _archive.container_kind(path) is None:
+        return "a single file, used as it is"
+    return "member not extracted"
 
 
 def status(names: Iterable[str] | None = None) -> list[dict[str, Any]]:

@@ -12,22 +12,39 @@ The sizes the members declare are summed before anything is written, and the byt
 are counted while extracting (headers can lie); either going over refuses the archive, and the
 temporary folder is removed, so nothing half-extracted is left.
 
-Idempotence: the archive is unpacked into a hidden temporary folder beside its top-level entries,
-which are then renamed into the target (replacing leftovers of an interrupted run), and only then is
-the marker ``<target>/.complete-<archive name>`` written, holding the archive's SHA-256 and the
-top-level entries.  Several archives may share one target folder (the DIV2K HR and LR zips unpack
-side by side, and the LR x2/x3/x4 zips even share ``DIV2K_valid_LR_bicubic/``), hence one marker per
-archive, and extraction is per archive: a top-level entry that another archive's marker names is
-merged into file by file and never removed, so one archive never deletes another's files.  Without a
-matching marker a folder is never taken as complete: it is extracted again.
+Idempotence: the archive is unpacked into a hidden temporary folder inside the target, its files are
+then renamed into place one by one, and only then is the marker ``<target>/.complete-<archive name>``
+written: the archive's SHA-256 and a manifest of every file it produced (relative path -> bytes).
+The marker describes exactly that archive's files, because several archives may share one target
+folder (the DIV2K HR and LR zips unpack side by side, and the LR x2/x3/x4 zips even share
+``DIV2K_valid_LR_bicubic/``).  Hence:
+
+- an archive counts as extracted only while its marker's hash matches and every file of its manifest
+  is there with its recorded size: a deleted or truncated file (a partial or corrupted extraction)
+  makes it "not extracted", and the next ``fetch`` extracts it again;
+- extracting never removes a file that the archive does not produce, except the files that the same
+  archive's previous marker lists and the new one does not (an upstream update).  Another archive's
+  files, a user's files and a lost marker's files all stay; a file that another archive's manifest
+  lists with the same size is left as it is, one with another size, or a file where a folder must go,
+  is an error naming both archives (their registry entries then need different ``extract_to``);
+- a marker of the pre-manifest format (top-level entries only) is not trusted as it is: ``extract``
+  checks the files the archive lists (names and sizes from its headers, nothing unpacked) and writes
+  the manifest when all are there, else extracts the archive again, which rewrites only its own files.
+
+:func:`extract_member` takes ONE file out of an archive, chosen by a glob of its registry entry's
+``member`` (a release bundle of several checkpoints, such as BSRT's Google Drive file), and
+:func:`container_kind` tells such a bundle from a bare checkpoint (a torch checkpoint is a zip too).
 
 :func:`check_integrity` reads a whole archive (zip CRCs, every tar member and the compressed stream's
 own checksum): ``dpir fetch`` uses it to confirm a download whose length the server did not state.
 """
 from __future__ import annotations
 
+import fnmatch
 import glob
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -39,6 +56,8 @@ from pathlib import Path, PurePosixPath
 
 from dpir.atomic import exclusive_lock_file, temp_lock_file
 from dpir.errors import DpirError
+
+log = logging.getLogger(__name__)
 
 MARKER_PREFIX = ".complete-"
 #: unpacked bytes allowed per byte of archive when the registry declares no ``unpacked_size``
@@ -84,13 +103,41 @@ def marker_path(dest: Path, archive: Path) -> Path:
     return dest / f"{MARKER_PREFIX}{archive.name}"
 
 
-def is_extracted(archive: Path, dest: Path, digest: str) -> bool:
-    """True if ``archive`` (with SHA-256 ``digest``) was fully extracted into ``dest``."""
+def _read_marker(path: Path) -> dict | None:
     try:
-        rec = json.loads(marker_path(dest, archive).read_text())
+        rec = json.loads(path.read_text())
     except (OSError, ValueError):
-        return False
-    return rec.get("sha256") == digest and all((dest / e).exists() for e in rec.get("entries", []))
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def _manifest(rec: dict | None) -> dict[str, int] | None:
+    """The ``files`` manifest of a marker record (relative path -> bytes), None if it has none."""
+    files = rec.get("files") if rec else None
+    if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, int)
+                                              for k, v in files.items()):
+        return None
+    return files
+
+
+def _missing(dest: Path, files: dict[str, int]) -> str | None:
+    """The first file of a manifest that is absent or has another size in ``dest`` (None: all there)."""
+    for rel, size in files.items():
+        try:
+            st = (dest / rel).lstat()
+        except OSError:
+            return rel
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return rel
+    return None
+
+
+def is_extracted(archive: Path, dest: Path, digest: str) -> bool:
+    """True if ``archive`` (with SHA-256 ``digest``) was fully extracted into ``dest``: its marker
+    matches and every file of its manifest is there with its recorded size."""
+    rec = _read_marker(marker_path(dest, archive))
+    files = _manifest(rec)
+    return files is not None and rec.get("sha256") == digest and _missing(dest, files) is None
 
 
 def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
@@ -209,51 +256,100 @@ def _dest_lock(dest: Path):
     return exclusive_lock_file(temp_lock_file("extract", dest), f"the extraction into {dest}")
 
 
-def _claimed_by_others(dest: Path, archive: Path) -> set[str]:
-    """Top-level entries of ``dest`` that the marker of another archive names."""
-    claimed: set[str] = set()
+def _write_marker(dest: Path, archive: Path, rec: dict) -> None:
+    marker = marker_path(dest, archive)
+    tmp_marker = marker.with_name(marker.name + f".tmp{os.getpid()}")
+    tmp_marker.write_text(json.dumps(rec))
+    os.replace(tmp_marker, marker)
+
+
+def _others(dest: Path, archive: Path) -> dict[str, tuple[int, str]]:
+    """Every file another archive's marker in ``dest`` lists: relative path -> (bytes, archive name)."""
+    owned: dict[str, tuple[int, str]] = {}
     own = marker_path(dest, archive).name
     for m in dest.glob(f"{MARKER_PREFIX}*"):
         if m.name == own or re.search(r"\.tmp\d+$", m.name):
             continue            # our own marker, or another one being written
-        try:
-            rec = json.loads(m.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("entries"), list):
-            claimed.update(e for e in rec["entries"] if isinstance(e, str))
-    return claimed
+        rec = _read_marker(m)
+        for rel, size in (_manifest(rec) or {}).items():
+            owned.setdefault(rel, (size, str(rec.get("archive") or m.name.removeprefix(MARKER_PREFIX))))
+    return owned
 
 
-def _merge(archive: Path, src: Path, dst: Path, dest: Path) -> None:
-    """Move ``src`` onto ``dst`` file by file; nothing already at ``dst`` is removed."""
-    if not (dst.exists() or dst.is_symlink()):
-        os.replace(src, dst)
-    elif src.is_dir() and dst.is_dir() and not dst.is_symlink():
-        for child in sorted(src.iterdir()):
-            _merge(archive, child, dst / child.name, dest)
-    elif not src.is_dir() and not dst.is_dir():
-        os.replace(src, dst)        # the same file in two archives: the later one's copy
-    else:
-        what = "folder" if dst.is_dir() else "file"
-        raise DpirError(f"cannot extract {archive} into {dest}: {dst.relative_to(dest)} is a {what} there, "
-                        f"from another archive extracted into the same folder, but not in this archive; "
-                        f"give the registry entries different extract_to folders")
+def _conflict(archive: Path, dest: Path, rel: str, what: str, owned: dict[str, tuple[int, str]],
+              why: str = "") -> DpirError:
+    other = owned.get(rel) or next((v for k, v in owned.items() if k.startswith(rel + "/")), None)
+    if other is not None:
+        return DpirError(f"cannot extract {archive} into {dest}: {rel} is {what} there that archive "
+                         f"{other[1]} (extracted into the same folder) holds{why}; give their registry "
+                         f"entries different extract_to folders. Nothing was changed")
+    return DpirError(f"cannot extract {archive} into {dest}: {rel} is {what} there that this archive "
+                     f"does not produce; move it away and run `dpir fetch` again. Nothing was changed")
 
 
-def _install(archive: Path, dest: Path, tmp: Path, top: list[str]) -> None:
-    """Rename the extracted top-level entries into ``dest``, never removing another archive's files."""
+def _check_paths(archive: Path, dest: Path, files: dict[str, int], dirs: set[str],
+                 owned: dict[str, tuple[int, str]]) -> None:
+    """Refuse, before anything moves, where this archive's files or folders cannot go."""
+    for rel in sorted(dirs):
+        p = dest / rel
+        if p.is_symlink() or (p.exists() and not p.is_dir()):
+            raise _conflict(archive, dest, rel, "a file (or link) where it has a folder", owned)
+    for rel, size in files.items():
+        p = dest / rel
+        if p.is_symlink() or p.is_dir():
+            raise _conflict(archive, dest, rel, "a folder (or link) where it has a file", owned)
+        other = owned.get(rel)
+        if other is not None and other[0] != size:
+            raise _conflict(archive, dest, rel, f"a file of {other[0]} bytes", owned,
+                            f", while this archive's copy has {size} bytes")
+
+
+def _install(archive: Path, dest: Path, tmp: Path, files: dict[str, int], dirs: set[str]) -> None:
+    """Move the extracted files into ``dest`` one by one (see the module docstring): nothing that this
+    archive does not produce is removed, except what its own previous marker listed and it no longer has."""
     marker = marker_path(dest, archive)
+    previous = _manifest(_read_marker(marker)) or {}
+    owned = _others(dest, archive)
+    _check_paths(archive, dest, files, dirs, owned)
     if marker.exists():
         marker.unlink()             # from here on, this archive is not "extracted" until the end
-    claimed = _claimed_by_others(dest, archive)
-    for name in top:
-        src, dst = tmp / name, dest / name
-        if name in claimed and (dst.exists() or dst.is_symlink()):
-            _merge(archive, src, dst, dest)
-        else:
-            _remove(dst)            # leftovers of an interrupted run of this archive
-            os.replace(src, dst)
+    for rel in sorted(dirs):
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+    for rel, size in files.items():
+        dst = dest / rel
+        other = owned.get(rel)
+        if other is not None and dst.is_file() and dst.stat().st_size == size:
+            continue                # the same file, already there from the other archive: leave it
+        os.replace(tmp / rel, dst)
+    for rel in sorted(set(previous) - set(files) - set(owned)):
+        stale = dest / rel          # dropped from this archive since it was last extracted
+        if stale.is_file() and not stale.is_symlink():
+            stale.unlink()
+            _prune_empty(stale.parent, dest)
+
+
+def _prune_empty(folder: Path, dest: Path) -> None:
+    """Remove ``folder`` and its parents below ``dest`` while they are empty."""
+    while folder != dest and dest in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _upgrade_old_marker(archive: Path, dest: Path, digest: str, plan: list) -> bool:
+    """A pre-manifest marker of this very archive whose files are all there (as its headers list them):
+    write the manifest instead of extracting again (a 20 GB dataset need not be unpacked anew)."""
+    rec = _read_marker(marker_path(dest, archive))
+    if rec is None or _manifest(rec) is not None or rec.get("sha256") != digest:
+        return False
+    files = {"/".join(parts): _declared_size(m) for parts, m, is_dir in plan if not is_dir}
+    if _missing(dest, files) is not None:
+        return False
+    with _dest_lock(dest):
+        _write_marker(dest, archive, {**rec, "files": dict(sorted(files.items()))})
+    return True
 
 
 def extract(archive: Path, dest: Path, *, digest: str, kind: str, max_bytes: int | None = None) -> Path:
@@ -275,6 +371,8 @@ def extract(archive: Path, dest: Path, *, digest: str, kind: str, max_bytes: int
         if declared > limit:
             raise DpirError(f"refusing to extract {archive}: its members declare {declared} bytes unpacked, "
                             f"more than the limit of {limit} ({why}). Nothing was extracted")
+        if _upgrade_old_marker(archive, dest, digest, plan):
+            return dest
         created = not dest.exists()
         dest.mkdir(parents=True, exist_ok=True)
         for stale in dest.glob(f".extract-{glob.escape(archive.name)}.tmp*"):
@@ -285,27 +383,34 @@ def extract(archive: Path, dest: Path, *, digest: str, kind: str, max_bytes: int
         try:
             root = tmp.resolve()
             written = 0
+            files: dict[str, int] = {}
+            dirs: set[str] = set()
             for parts, member, is_dir in plan:
                 out = tmp.joinpath(*parts)
                 # Defence in depth: the checked name must still resolve inside the temporary folder.
                 if root not in out.resolve().parents and out.resolve() != root:
                     raise DpirError(f"refusing to extract {archive}: member {'/'.join(parts)!r} escapes "
                                     f"the target folder")
+                rel = "/".join(parts)
                 if is_dir:
                     out.mkdir(parents=True, exist_ok=True)
+                    dirs.add(rel)
                     continue
+                if out.is_dir():
+                    raise DpirError(f"{archive} holds both a folder and a file named {rel!r}; it is "
+                                    f"corrupt: delete it and fetch it again")
                 out.parent.mkdir(parents=True, exist_ok=True)
                 src = ar.open(member) if kind == "zip" else ar.extractfile(member)
                 with src, open(out, "wb") as fh:
-                    written += _copy_bounded(src, fh, limit - written)
-            top = sorted(p.name for p in tmp.iterdir())
+                    n = _copy_bounded(src, fh, limit - written)
+                written += n
+                files[rel] = n          # what was written, not what the header says
+                dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
             with _dest_lock(dest):
-                _install(archive, dest, tmp, top)
-                marker = marker_path(dest, archive)
-                tmp_marker = marker.with_name(marker.name + f".tmp{os.getpid()}")
-                tmp_marker.write_text(json.dumps({"archive": archive.name, "sha256": digest,
-                                                  "entries": top}))
-                os.replace(tmp_marker, marker)
+                _install(archive, dest, tmp, files, dirs)
+                _write_marker(dest, archive, {"archive": archive.name, "sha256": digest,
+                                              "entries": sorted({r.split("/")[0] for r in (*files, *dirs)}),
+                                              "files": dict(sorted(files.items()))})
             done = True
         except _TooBig:
             raise DpirError(f"refusing to extract {archive}: it unpacks to more than the limit of {limit} "
@@ -322,3 +427,156 @@ def extract(archive: Path, dest: Path, *, digest: str, kind: str, max_bytes: int
                 except OSError:
                     pass
     return dest
+
+
+# --------------------------------------------------------------------------------------------
+# One member out of a release bundle
+
+#: names a bare torch checkpoint holds: the zip format (torch >= 1.6) has ``<stem>/data.pkl``, the
+#: legacy tar format (torch < 0.4) exactly these members
+_TORCH_ZIP = re.compile(r"^[^/]+/data\.pkl$")
+_TORCH_TAR = {"sys_info", "pickle", "storages", "tensors"}
+
+
+def container_kind(path: Path) -> str | None:
+    """``"zip"`` or ``"tar"`` if ``path`` is an archive of files, None if it is one file (a torch
+    checkpoint, which is a zip or a tar itself, a pickle, a safetensors file, anything else)."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+            return None if any(_TORCH_ZIP.match(n) for n in names) else "zip"
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path, "r:*") as tf:
+                names = tf.getnames()
+            return None if set(names) == _TORCH_TAR else "tar"
+    except _READ_ERRORS:
+        return None
+    return None
+
+
+def _patterns(member: str | tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return (member,) if isinstance(member, str) else tuple(member)
+
+
+def _candidates(archive: Path, ar, kind: str) -> list[tuple[str, object, int]]:
+    """(name, member, bytes) of every regular file of an opened archive (links and devices skipped)."""
+    out = []
+    if kind == "zip":
+        for info in ar.infolist():
+            if not info.is_dir() and not stat.S_ISLNK(info.external_attr >> 16):
+                out.append((info.filename, info, info.file_size))
+    else:
+        for m in ar.getmembers():
+            if m.isfile():
+                out.append((m.name, m, m.size))
+    return out
+
+
+def choose_member(archive: Path, names: list[str], member: str | tuple[str, ...], *,
+                  entry: str, registry: str = "the download registry") -> str:
+    """The one name of ``names`` that the ``member`` glob(s) pick, or a one-line error listing them.
+
+    Globs are matched case-insensitively against the whole member path (``*`` also matches ``/``);
+    the first glob that matches any name decides and must match exactly one.
+    """
+    patterns = _patterns(member)
+    for pat in patterns:
+        hits = [n for n in names if fnmatch.fnmatchcase(n.lower(), pat.lower())]
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise DpirError(f"{archive} ({entry}) holds {len(hits)} files matching the member pattern "
+                            f"{pat!r}: {', '.join(sorted(hits))}; make `member` of entry {entry!r} "
+                            f"in {registry} pick one, or extract the checkpoint by hand and point the "
+                            f"config's `official:` at it")
+    ckpts = [n for n in names if n.lower().endswith((".pth", ".pt", ".ckpt", ".safetensors", ".bin"))]
+    shown = sorted(ckpts or names)
+    more = f" and {len(shown) - 20} more" if len(shown) > 20 else ""
+    raise DpirError(f"{archive} ({entry}) holds no file matching the member pattern"
+                    f"{'s' if len(patterns) > 1 else ''} {', '.join(repr(p) for p in patterns)}; its "
+                    f"{'checkpoints' if ckpts else 'files'} are: {', '.join(shown[:20]) or '(none)'}{more}. "
+                    f"Fix `member` of entry {entry!r} in {registry}, or extract the checkpoint by hand and "
+                    f"point the config's `official:` at it")
+
+
+def member_extracted(archive: Path, dest: Path, digest: str) -> Path | None:
+    """The file :func:`extract_member` took out of ``archive`` (SHA-256 ``digest``), if still intact."""
+    rec = _read_marker(marker_path(dest, archive))
+    files = _manifest(rec)
+    if files is None or len(files) != 1 or rec.get("sha256") != digest or _missing(dest, files):
+        return None
+    return dest / next(iter(files))
+
+
+def extract_member(archive: Path, dest: Path, member: str | tuple[str, ...], *, digest: str, kind: str,
+                   entry: str, registry: str = "the download registry", max_bytes: int | None = None) -> Path:
+    """Extract the one file of ``archive`` that ``member`` picks (:func:`choose_member`) to
+    ``dest/<its base name>``, once; return that path.
+
+    The marker ``dest/.complete-<archive name>`` records the archive's SHA-256, the member's path in
+    the archive and the extracted file's size and SHA-256 (also logged): the size is checked on every
+    call, so a deleted or truncated file is extracted again.
+    """
+    archive, dest = Path(archive), Path(dest)
+    done = member_extracted(archive, dest, digest)
+    if done is not None:
+        return done
+    with _open_archive(archive, kind) as ar:
+        try:
+            cands = _candidates(archive, ar, kind)
+        except _READ_ERRORS as e:
+            raise DpirError(f"{archive} could not be read ({type(e).__name__}: {e}); delete it and fetch "
+                            f"it again") from None
+        name = choose_member(archive, [c[0] for c in cands], member, entry=entry, registry=registry)
+        _, info, declared = next(c for c in cands if c[0] == name)
+        parts = _member_parts(archive, name)
+        out = dest / parts[-1]
+        if out.resolve() == archive.resolve():
+            raise DpirError(f"member {name!r} of {archive} would overwrite the archive itself; give registry "
+                            f"entry {entry!r} an extract_to folder")
+        limit, why = size_limit(archive, max_bytes)
+        if declared > limit:
+            raise DpirError(f"refusing to extract {name!r} from {archive}: it declares {declared} bytes, more "
+                            f"than the limit of {limit} ({why}). Nothing was extracted")
+        dest.mkdir(parents=True, exist_ok=True)
+        tmp = dest / f".{out.name}.tmp{os.getpid()}"
+        h = hashlib.sha256()
+
+        class _Hashing:
+            def __init__(self, fh):
+                self.fh = fh
+
+            def write(self, block: bytes) -> None:
+                h.update(block)
+                self.fh.write(block)
+
+        try:
+            src = ar.open(info) if kind == "zip" else ar.extractfile(info)
+            with src, open(tmp, "wb") as fh:
+                size = _copy_bounded(src, _Hashing(fh), limit)
+            with _dest_lock(dest):
+                marker = marker_path(dest, archive)
+                if marker.exists():
+                    marker.unlink()
+                os.replace(tmp, out)
+                _write_marker(dest, archive, {"archive": archive.name, "sha256": digest, "member": name,
+                                              "member_sha256": h.hexdigest(), "files": {out.name: size}})
+        except _TooBig:
+            raise DpirError(f"refusing to extract {name!r} from {archive}: it unpacks to more than the limit "
+                            f"of {limit} bytes ({why}). Nothing was extracted") from None
+        except _READ_ERRORS as e:
+            raise DpirError(f"{name!r} could not be extracted from {archive} ({type(e).__name__}: {e}); delete "
+                            f"the archive and fetch it again") from None
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+    log.info("%s: took %s (%d bytes, sha256 %s) out of %s (sha256 %s) to %s", entry, name, size,
+             h.hexdigest(), archive.name, digest, out)
+    return out
+
+
+def member_record(archive: Path, dest: Path) -> dict | None:
+    """The marker of :func:`extract_member` (member, member_sha256, files, sha256), or None."""
+    rec = _read_marker(marker_path(dest, archive))
+    return rec if rec and "member" in rec else None

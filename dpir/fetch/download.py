@@ -19,6 +19,15 @@ Google Drive (best effort, no extra dependency): ``https://drive.google.com/uc?e
 for large files Drive answers with an HTML "cannot scan for viruses" page whose form carries the
 confirm token; the form is followed once.  Drive quotas and page changes can still break it: the
 error then says how to download by hand and pre-stage the file.
+
+Mirror ($DPIR_MIRROR): one setting redirects every host of the registry, for a machine behind a proxy
+or with an internal mirror.  Set it to a base URL (``http://``, ``https://`` or ``file://``) and the
+file of ``https://<host>/<path>?<query>`` is fetched from ``<mirror>/<host>/<path>`` (the query
+dropped), the file of Google Drive id ``<id>`` from ``<mirror>/drive.google.com/<id>``; the original
+hosts are then never contacted, and the registry's hashes and sizes are checked as always.  A mirror is
+thus a plain folder tree (``wget -x`` lays one out), served by any static web server
+(``python -m http.server``) or read directly through ``file://``.  It is read from the environment at
+each download, so the command line and Snakemake jobs (which inherit it) see the same setting.
 """
 from __future__ import annotations
 
@@ -43,10 +52,37 @@ CHUNK = 1 << 20
 RESUME_ATTEMPTS = 3            # automatic resumes within one call after a dropped connection
 GDRIVE_URL = "https://drive.google.com/uc"
 USER_AGENT = "dpir-bench-fetch/0.1 (+python urllib)"
+MIRROR_VAR = "DPIR_MIRROR"
+_MIRROR_SCHEMES = ("http", "https", "file")
 
 
 def gdrive_url(file_id: str) -> str:
     return f"{GDRIVE_URL}?{urllib.parse.urlencode({'export': 'download', 'id': file_id})}"
+
+
+def mirror_base() -> str | None:
+    """The mirror base URL of $DPIR_MIRROR (no trailing slash), None when unset; a bad value is one line."""
+    value = os.environ.get(MIRROR_VAR, "").strip()
+    if not value:
+        return None
+    u = urllib.parse.urlsplit(value)
+    if u.scheme not in _MIRROR_SCHEMES or (u.scheme != "file" and not u.netloc) or u.query or u.fragment:
+        raise DpirError(f"${MIRROR_VAR}={value!r} is not a mirror base URL: use http://HOST[/PATH], "
+                        f"https://HOST[/PATH] or file:///FOLDER (files are fetched from "
+                        f"<mirror>/<host>/<path>), or unset {MIRROR_VAR} to download from the original hosts")
+    return value.rstrip("/")
+
+
+def mirror_url(base: str, url: str) -> str:
+    """Where mirror ``base`` serves the file of ``url``: ``<base>/<host>/<path>`` (the query dropped)."""
+    u = urllib.parse.urlsplit(url)
+    host = u.netloc.rsplit("@", 1)[-1].lower()
+    return f"{base}/{host}/{u.path.lstrip('/')}"
+
+
+def gdrive_mirror_url(base: str, file_id: str) -> str:
+    """Where mirror ``base`` serves Google Drive file ``file_id``: ``<base>/drive.google.com/<id>``."""
+    return f"{base}/drive.google.com/{urllib.parse.quote(file_id, safe='')}"
 
 
 def sha256_file(path: Path) -> str:
@@ -276,7 +312,7 @@ class Downloaded(NamedTuple):
 
 def download(urls: list[str], dest: Path, *, name: str, size: int | None, progress: bool = True,
              drive: set[str] = frozenset(), checked: bool = True, hint: str = "",
-             command: str | None = None) -> Downloaded:
+             command: str | None = None, mirror: str | None = None) -> Downloaded:
     """Download to ``<dest>.part`` (resuming it if present); return the URL and whether the length of
     the transfer was confirmed (see :class:`Downloaded`).
 
@@ -286,7 +322,8 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
     are Google Drive endpoints (their HTML warning page is followed once).  A ``.part`` is resumed
     with ``If-Range`` when the server gave an ETag/Last-Modified; without one, and when no hash will
     check the result (``checked=False``), it is restarted: splicing two upstream versions together
-    would otherwise be recorded as the reference hash.
+    would otherwise be recorded as the reference hash.  ``mirror`` is the $DPIR_MIRROR base the
+    ``urls`` were mapped onto (:func:`mirror_url`); a failure then names the setting.
     """
     part = part_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -358,5 +395,11 @@ def download(urls: list[str], dest: Path, *, name: str, size: int | None, progre
                             f"the partial file {part} is kept: run `{command}` again to resume"
                         ) from None
             return Downloaded(url, size is not None or (total is not None and got == total))
+    if mirror is not None:
+        raise DpirError(f"could not download {dest.name} ({name}) from the mirror ${MIRROR_VAR}={mirror}: "
+                        f"{'; '.join(errors)}. The mirror must serve it at {' or '.join(urls)}: fix the "
+                        f"mirror or {MIRROR_VAR}, or "
+                        f"unset {MIRROR_VAR} to download from the original hosts, or put the file at {dest} "
+                        f"and run `dpir fetch {name}` to verify it")
     raise DpirError(f"could not download {dest.name} ({name}): {'; '.join(errors)}. Without network, "
                     f"put the file at {dest} and run `dpir fetch {name}` to verify it")

@@ -18,6 +18,15 @@ check); ``dpir fetch --forget NAME`` drops a record that turned out to be wrong.
 An entry may list ``aliases``: further names ``dpir fetch`` accepts for it (the metric weights names
 that ``dpir.metrics.weights.fetch_command`` prints, such as ``lpips_alex``).  ``unpacked_size``
 (optional) bounds what an archive may unpack to; without it a compression-ratio limit applies.
+
+``member`` (a glob, or a list of globs tried in order) makes the download a *container*: if it is a zip
+or tar archive of files (a release bundle of several checkpoints), the one file the globs pick is taken
+out of it (:func:`dpir.fetch.archive.extract_member`, into ``extract_to`` or else the folder of
+``target``) and ``fetch`` returns that file; if it is a single file (a bare checkpoint) it is used as it
+is.  ``sha256``/``size`` are those of the download (the container), as for every entry.
+
+The hosts of ``urls`` (and Google Drive for ``gdrive_id``) are replaced by a mirror when $DPIR_MIRROR is
+set (:func:`dpir.fetch.download.mirror_url`); the hashes stay the registry's.
 """
 from __future__ import annotations
 
@@ -58,6 +67,7 @@ class Entry:
     extract_to: str | None = None
     hf_ref: str | None = None
     unpacked_size: int | None = None
+    member: str | tuple[str, ...] | None = None
     aliases: tuple[str, ...] = ()
     description: str = ""
     homepage: str = ""
@@ -124,6 +134,14 @@ def _entry(raw: dict[str, Any], source: Path) -> Entry:
         raise DpirError(f"{where}: archive must be null or one of {ARCHIVES} (got {raw.get('archive')!r})")
     if raw.get("archive") and not raw.get("extract_to"):
         raise DpirError(f"{where}: an archive needs 'extract_to'")
+    member = raw.get("member")
+    if member is not None:
+        if not (isinstance(member, str) and member) and not (
+                isinstance(member, list) and member and all(isinstance(m, str) and m for m in member)):
+            raise DpirError(f"{where}: member must be a glob or a non-empty list of globs (got {member!r})")
+        if raw.get("archive"):
+            raise DpirError(f"{where}: member (one file taken out of a downloaded archive) and archive "
+                            f"(unpack the whole archive) exclude each other; set archive to null")
     sha = raw.get("sha256")
     if sha is not None and not _HEX64.match(sha):
         raise DpirError(f"{where}: sha256 must be 64 lower-case hex digits or null (got {sha!r})")
@@ -146,6 +164,8 @@ def _entry(raw: dict[str, Any], source: Path) -> Entry:
     kwargs = {k: v for k, v in raw.items() if k in known}
     kwargs["urls"] = tuple(raw.get("urls") or ())
     kwargs["aliases"] = tuple(aliases)
+    if isinstance(member, list):
+        kwargs["member"] = tuple(member)
     return Entry(**kwargs, extra={k: v for k, v in raw.items() if k not in known})
 
 

@@ -126,6 +126,140 @@ def test_archives_sharing_a_top_level_folder_never_delete_each_other(tmp_path):
     assert not [p for p in dest.iterdir() if p.name.startswith(".extract-")]
 
 
+def _lr_zips(tmp_path: Path) -> tuple[Path, Path]:
+    x2, x4 = tmp_path / "DIV2K_valid_LR_bicubic_X2.zip", tmp_path / "DIV2K_valid_LR_bicubic_X4.zip"
+    x2.write_bytes(zip_bytes({"DIV2K_valid_LR_bicubic/X2/0801x2.png": b"two" * 10,
+                              "DIV2K_valid_LR_bicubic/X2/0802x2.png": b"TWO" * 10}))
+    x4.write_bytes(zip_bytes({"DIV2K_valid_LR_bicubic/X4/0801x4.png": b"four" * 5,
+                              "DIV2K_valid_LR_bicubic/X4/0802x4.png": b"FOUR" * 5}))
+    return x2, x4
+
+
+def test_markers_are_manifests_and_partial_extractions_are_redone(tmp_path):
+    """Attempt: extract the X2 then the X4 LR zip (both hold DIV2K_valid_LR_bicubic/) into one folder;
+    delete one X2 file, truncate one X4 file; lose the X4 marker and re-extract X2. Expected: each marker
+    lists exactly its archive's files with their sizes; a missing or truncated file makes only its own
+    archive "not extracted", and extracting it again restores that file alone; files whose marker was
+    lost are never removed by another archive's extraction."""
+    x2, x4 = _lr_zips(tmp_path)
+    dest = tmp_path / "div2k"
+    archive.extract(x2, dest, digest="2", kind="zip")
+    archive.extract(x4, dest, digest="4", kind="zip")
+    lr = dest / "DIV2K_valid_LR_bicubic"
+    assert tree(lr) == ["X2", "X2/0801x2.png", "X2/0802x2.png", "X4", "X4/0801x4.png", "X4/0802x4.png"]
+    m2 = json.loads(archive.marker_path(dest, x2).read_text())
+    assert m2 == {"archive": x2.name, "sha256": "2", "entries": ["DIV2K_valid_LR_bicubic"],
+                  "files": {"DIV2K_valid_LR_bicubic/X2/0801x2.png": 30, "DIV2K_valid_LR_bicubic/X2/0802x2.png": 30}}
+    assert json.loads(archive.marker_path(dest, x4).read_text())["files"] == {
+        "DIV2K_valid_LR_bicubic/X4/0801x4.png": 20, "DIV2K_valid_LR_bicubic/X4/0802x4.png": 20}
+
+    (lr / "X2/0802x2.png").unlink()                             # partial: a file gone
+    assert not archive.is_extracted(x2, dest, "2") and archive.is_extracted(x4, dest, "4")
+    (lr / "X4/0801x4.png").write_bytes(b"four")                 # corrupted: cut short
+    assert not archive.is_extracted(x4, dest, "4")
+    inodes = {p: (lr / p).stat().st_ino for p in ("X2/0801x2.png", "X4/0801x4.png", "X4/0802x4.png")}
+    archive.extract(x2, dest, digest="2", kind="zip")           # rewrites X2's files only
+    assert (lr / "X2/0802x2.png").read_bytes() == b"TWO" * 10 and (lr / "X4/0801x4.png").read_bytes() == b"four"
+    assert [(lr / p).stat().st_ino == i for p, i in inodes.items()] == [False, True, True]
+    assert archive.is_extracted(x2, dest, "2") and not archive.is_extracted(x4, dest, "4")
+    archive.extract(x4, dest, digest="4", kind="zip")
+    assert (lr / "X4/0801x4.png").read_bytes() == b"four" * 5
+    assert archive.is_extracted(x2, dest, "2") and archive.is_extracted(x4, dest, "4")
+
+    archive.marker_path(dest, x4).unlink()                      # X4's marker lost, its files still there
+    archive.marker_path(dest, x2).unlink()
+    archive.extract(x2, dest, digest="2", kind="zip")
+    assert (lr / "X4/0801x4.png").read_bytes() == b"four" * 5 and (lr / "X4/0802x4.png").read_bytes() == b"FOUR" * 5
+    assert not archive.is_extracted(x4, dest, "4")
+    archive.extract(x4, dest, digest="4", kind="zip")
+    assert archive.is_extracted(x2, dest, "2") and archive.is_extracted(x4, dest, "4")
+    assert not [p for p in dest.iterdir() if p.name.startswith(".extract-")]
+
+
+def test_the_x2_and_x4_zips_through_fetch_keep_each_other(env, server, tmp_path):
+    """Attempt: `dpir fetch` the X2 and the X4 LR entries (same extract_to), then --force the X2 one.
+    Expected: both stay extracted, with every file of both zips."""
+    x2, x4 = _lr_zips(tmp_path)
+    for x in (x2, x4):
+        server.files["/" + x.name] = x.read_bytes()
+    env(*[entry(f"lr_{x.stem[-2:].lower()}", server, "/" + x.name, x.read_bytes(), kind="dataset", archive="zip",
+                target="{data}/div2k/" + x.name, extract_to="{data}/div2k") for x in (x2, x4)])
+    out = F.fetch("lr_x2", progress=False)
+    assert F.fetch("lr_x4", progress=False) == out
+    F.fetch("lr_x2", force=True, progress=False)
+    assert [r["note"] for r in F.status()] == ["extracted", "extracted"]
+    assert tree(out / "DIV2K_valid_LR_bicubic") == ["X2", "X2/0801x2.png", "X2/0802x2.png", "X4",
+                                                    "X4/0801x4.png", "X4/0802x4.png"]
+
+
+def test_archives_that_clash_in_one_folder_are_refused_and_change_nothing(tmp_path):
+    """Attempt: extract a second archive holding the same path as the first with other bytes, one
+    holding a file where the first has a folder, and one where a stray file of the user stands in the
+    way. Expected: a one-line error naming the path and the other archive (or saying the path is not
+    this archive's); nothing in the folder changes; a same-size duplicate is fine."""
+    dest = tmp_path / "d"
+    a = tmp_path / "a.zip"
+    a.write_bytes(zip_bytes({"top/x.png": b"aaaa", "top/sub/y.png": b"y"}))
+    archive.extract(a, dest, digest="a", kind="zip")
+    before = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    cases = {
+        "b.zip": ({"top/x.png": b"bbbbbb"}, (r"top/x\.png is a file of 4 bytes there that archive a\.zip .*holds, "
+                                              r"while this archive's copy has 6 bytes; give their registry entries "
+                                              r"different extract_to")),
+        "c.zip": ({"top/sub": b"file"}, r"top/sub is a folder \(or link\) where it has a file"),
+        "d.zip": ({"stray/z.png": b"z"}, (r"stray is a file \(or link\) where it has a folder.* that this archive "
+                                          r"does not produce; move it away")),
+    }
+    (dest / "stray").write_bytes(b"the user's file")
+    before[dest / "stray"] = b"the user's file"
+    for name, (members, want) in cases.items():
+        arc = tmp_path / name
+        arc.write_bytes(zip_bytes(members))
+        with pytest.raises(DpirError, match=want) as err:
+            archive.extract(arc, dest, digest=name, kind="zip")
+        assert "\n" not in str(err.value) and "Nothing was changed" in str(err.value)
+        assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == before
+        assert not archive.marker_path(dest, arc).exists()
+    same = tmp_path / "e.zip"
+    same.write_bytes(zip_bytes({"top/x.png": b"aaaa", "top/e.png": b"e"}))
+    archive.extract(same, dest, digest="e", kind="zip")
+    assert archive.is_extracted(a, dest, "a") and archive.is_extracted(same, dest, "e")
+
+
+def test_an_updated_archive_drops_only_its_own_old_files(tmp_path):
+    """Attempt: re-extract an archive whose new version no longer holds a file, into a folder where
+    another archive and the user keep files beside it; and find a marker of the old format (top-level
+    entries only), once with every file there and once with one missing. Expected: only the dropped
+    file of this archive goes; an old-format marker gets its manifest without unpacking when every
+    file is there, else the archive is extracted again (removing nothing)."""
+    dest = tmp_path / "d"
+    v1, other = tmp_path / "v1" / "a.zip", tmp_path / "o.zip"
+    v1.parent.mkdir()
+    v1.write_bytes(zip_bytes({"top/keep.png": b"k", "top/gone/old.png": b"old"}))
+    other.write_bytes(zip_bytes({"top/gone/other.png": b"o"}))
+    archive.extract(v1, dest, digest="v1", kind="zip")
+    archive.extract(other, dest, digest="o", kind="zip")
+    (dest / "top/mine.txt").write_bytes(b"user")
+    v2 = tmp_path / "a.zip"
+    v2.write_bytes(zip_bytes({"top/keep.png": b"K"}))
+    archive.extract(v2, dest, digest="v2", kind="zip")
+    assert tree(dest / "top") == ["gone", "gone/other.png", "keep.png", "mine.txt"]
+    assert (dest / "top/keep.png").read_bytes() == b"K" and archive.is_extracted(other, dest, "o")
+    # a marker of the old format: upgraded in place when every file is there, else extracted again
+    old_format = {"archive": "a.zip", "sha256": "v2", "entries": ["top"]}
+    archive.marker_path(dest, v2).write_text(json.dumps(old_format))
+    assert not archive.is_extracted(v2, dest, "v2")
+    inode = (dest / "top/keep.png").stat().st_ino
+    archive.extract(v2, dest, digest="v2", kind="zip")
+    assert archive.is_extracted(v2, dest, "v2") and (dest / "top/keep.png").stat().st_ino == inode
+    assert json.loads(archive.marker_path(dest, v2).read_text()) == {**old_format, "files": {"top/keep.png": 1}}
+    archive.marker_path(dest, v2).write_text(json.dumps(old_format))
+    (dest / "top/keep.png").unlink()                            # what the old markers could hide
+    archive.extract(v2, dest, digest="v2", kind="zip")
+    assert archive.is_extracted(v2, dest, "v2") and (dest / "top/keep.png").read_bytes() == b"K"
+    assert tree(dest / "top") == ["gone", "gone/other.png", "keep.png", "mine.txt"]
+
+
 # ------------------------------------------------------------------------------------ 3. lock poisoning
 
 def test_unconfirmed_download_is_never_recorded_and_forget_clears_a_bad_record(env, server, tmp_path,
