@@ -112,3 +112,95 @@ def test_table9_claims_are_exact_counts():
     assert (c.source, c.verdict.kind, c.verdict.interval) == ("Table 9 (paper size)", "agrees", "10x (exact count)")
     assert C.meaning(c) == "An exact count (no sampling noise): the verdict does not depend on the data."
     assert C.table9_claims(None) == []
+
+
+def with_gmsd(rec, gmsd):
+    """``rec`` with per-image GMSD scores and LPIPS not computed (no weights cached offline): the perceptual
+    axis then resolves to GMSD, a stand-in."""
+    images = rec["images"]
+    rec["metrics"]["gmsd"] = {"available": True, "lower_better": True, "convention": "c", "mean": statistics.fmean(gmsd),
+                              "per_image": dict(zip(images, gmsd)), "n_nonfinite": 0}
+    rec["metrics"]["lpips_alex"] = {"available": False, "lower_better": True, "convention": "c",
+                                    "reason": "weights not cached.", "fix": "dpir fetch lpips_alex"}
+    return rec
+
+
+def test_claims_on_a_stand_in_metric_say_so_and_a_size_is_not_checked_there(tmp_path):
+    """Table 12's "about 30 % worse LPIPS" was judged "agrees" from a 0.7 % GMSD change: a size is never
+    checked on a stand-in (only the direction, said to be on the stand-in), a direction claim on it is marked,
+    and a size on the claim's own metric is said to be untested."""
+    from dpir.report import ablation_rows as R
+
+    cfg = base_config(tmp_path)
+    out = tmp_path / "out"
+    cfg["out"] = str(out)
+    write(out, with_gmsd(record("dpir_jump_ddim", 0, [30.0, 28.0, 26.0]), [0.10, 0.12, 0.14]))
+    write(out, with_gmsd(record("t12_udp_swinir", 0, [30.25, 28.25, 26.25]), [0.11, 0.13, 0.15]))
+    pair = {"row": "t12_udp_swinir", "vs": "dpir_jump_ddim"}
+    spec = {"task": "sr", "title": "Table 12: robustness", "kind": "rows", "rows": ["t12_udp_swinir", "dpir_jump_ddim"],
+            "expect": [{**pair, "metric": "perceptual", "direction": "worse",
+                        "paper": "UDP instead of MIRNet-S gives about 30% worse LPIPS"},
+                       {**pair, "metric": "perceptual", "direction": "worse", "paper": "UDP worsens perceptual metrics"},
+                       {**pair, "metric": "psnr", "direction": "better",
+                        "paper": "UDP instead of MIRNet-S gives slightly higher PSNR (about +0.2 dB)"}]}
+    _, lines, info = R.rows_table(cfg, "t12", spec)
+    size, direction, psnr = info["claims"]
+    assert (size.kind, size.stand_in, size.metric) == ("not checked", "LPIPS", "gmsd")
+    assert size.verdict == ("not checked (stand-in metric) — the claimed size (about 30%) is of LPIPS, which this run "
+                            "did not compute; the direction on the stand-in `gmsd`: agrees")
+    assert lines[0] == ("- Paper: UDP instead of MIRNet-S gives about 30% worse LPIPS. Ours: t12_udp_swinir vs "
+                        "dpir_jump_ddim: gmsd 0.1300 vs 0.1200; paired Δ +0.0100 [+0.0100, +0.0100] (95 % bootstrap CI "
+                        "over 3 image(s) × 1 vs 1 seed(s)); `gmsd` stands in for LPIPS, which this run did not compute "
+                        f"→ **{size.verdict}**.")
+    assert (direction.kind, direction.verdict) == ("agrees", "agrees; on the stand-in `gmsd`, not LPIPS")
+    assert lines[1].endswith("`gmsd` stands in for LPIPS, which this run did not compute → **agrees; on the stand-in "
+                             "`gmsd`, not LPIPS**.")
+    assert (psnr.kind, psnr.stand_in) == ("agrees", "")
+    assert psnr.verdict == "agrees; direction only: the claimed size (about +0.2 dB) is not tested"
+    assert lines[2].endswith("paired Δ +0.25 [+0.25, +0.25] dB (95 % bootstrap CI over 3 image(s) × 1 vs 1 seed(s)) → "
+                             "**agrees; direction only: the claimed size (about +0.2 dB) is not tested**.")
+    # the claims table says what the stand-in means, and the JSON keeps it
+    assert C.meaning(C.Claim("Table 12", "sr", "bundled", size)) == (
+        "LPIPS was not computed in this run: the claimed size cannot be read from the stand-in `gmsd`.")
+    claim = C.Claim("Table 12", "sr", "bundled", direction)
+    assert C.Claim.from_json(json.loads(json.dumps(claim.to_json()))) == claim
+    # with LPIPS computed, nothing stands in and the size is said to be untested
+    assert R.stand_in_for("perceptual", "lpips_alex") == "" and R.stand_in_for("perceptual", "topiq_delta") == "LPIPS"
+    assert R.stand_in_for("psnr", "psnr_y") == ""
+
+
+def test_claimed_sizes():
+    assert S.claimed_magnitude("UDP instead of MIRNet-S gives about 30% worse LPIPS") == "about 30%"
+    assert S.claimed_magnitude("slightly higher PSNR (about +0.2 dB)") == "about +0.2 dB"
+    assert S.claimed_magnitude("DP-IR costs 2x-100x fewer TFLOPs than SRDiff") == "2x-100x"
+    assert S.claimed_range("DP-IR costs 2x-100x fewer TFLOPs than SRDiff") == (2.0, 100.0)
+    for words in ("the jump (τ=250) is close to the full chain", "SwinIR-M x4 at 1280x720",
+                  "a better IR net (SwinIR over RRDB) improves perceptual metrics"):
+        assert S.claimed_magnitude(words) is None and S.claimed_range(words) is None
+
+
+def test_acceleration_claims_are_the_acceleration_tables_verdicts(cfg):
+    """One decision: the claims table's acceleration rows are the structured checks the report's table prints."""
+    from dpir.report.analysis import acceleration_checks, acceleration_table
+
+    check = C.ScaleCheck(cfg, "sr", "bundled")
+    records = [r for rs in check.runs.values() for r in rs]
+    acc = {"reference": "ir", "compare": ["quiet", "loud", "absent"], "metrics": ["psnr_y", "ssim_y"]}
+    _, lines = acceleration_table(records, "ir", acc["compare"], acc["metrics"], "acc", "A", margins={"psnr": 0.1})
+    claims = C.acceleration_claims(cfg, "sr", "bundled", records, acc, check)
+    assert [c.verdict.line for c in claims] == lines
+    quiet, loud = claims
+    assert (quiet.source, quiet.verdict.kind, quiet.verdict.verdict) == (
+        "acceleration (sr)", "agrees", "agrees — no loss beyond the margin")
+    assert quiet.verdict.interval == "psnr_y +0.01 [+0.01, +0.01] dB"      # ssim_y not scored: left out of both
+    assert lines[0] == ("- quiet: NFE 1 → 1 (1.0× fewer); psnr_y Δ +0.01 [+0.01, +0.01] dB (margin 0.1 dB: no loss); "
+                        "3 image(s) × 1 vs 1 seed(s) → no loss beyond the margin (95 % interval): agrees with the "
+                        "paper's claim.")
+    # the scale rule: quiet is within the margin of its IR row, so the comparison cannot be informative here
+    assert quiet.informative.startswith("**no** — every DP-IR row is within ±0.1 dB of its IR network's output")
+    assert C.meaning(quiet).startswith("The diffusion part is inactive at this scale")
+    assert loud.informative.startswith("yes — ")
+    # checks made once can be handed to both
+    made = acceleration_checks(records, "ir", acc["compare"], acc["metrics"])
+    assert [c.verdict() for c in made] == [c.verdict for c in claims]
+    assert C.acceleration_claims(cfg, "sr", "bundled", [], acc, check, checks=made) == claims

@@ -140,3 +140,19 @@ def test_dpir_plan_table9_writes_the_file(tmp_path, capsys, monkeypatch):
     assert json.loads(out.read_text()) == FIXED
     printed = capsys.readouterr().out
     assert "- deblur, Big vs DP-IR: agrees" in printed and f"wrote {out}" in printed
+
+
+def test_ratios_are_readable_at_any_magnitude():
+    """A ratio of thousands printed as "3.94e+03x"; one of 1/45 is shown with its digits, never "0.0x"."""
+    from dpir.report.claims import table9_claims
+
+    rows = [dict(FIXED["rows"][3]),
+            dict(FIXED["rows"][2], label="Huge", tflops=43.0 * 3940, tflops_per_nfe=43.0 * 39.4),
+            dict(FIXED["rows"][0], label="Tiny", tflops=43.0 / 45, tflops_per_nfe=43.0 / 45)]
+    text = "\n".join(table9_section(dict(FIXED, rows=rows)))
+    assert "| deblur | Huge | 100 | 1 | 1.694e+05 | 1.69e+03 | 3,940x |" in text
+    assert "| deblur | Tiny | 1 | 2 | 0.9556 | 0.956 | 0.0222x |" in text
+    assert ("- deblur, Huge vs DP-IR: agrees in direction, beyond the range (measured: DP-IR needs 3,940x fewer "
+            "TFLOPs, over 100x)") in text
+    (claim,) = table9_claims({"rows": rows})
+    assert claim.verdict.interval == "3,940x (exact count)"

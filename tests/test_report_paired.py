@@ -77,20 +77,46 @@ def test_close_is_an_equivalence_test_against_the_margin():
     line = verdict(shifted("a", 0.3), b, "close", margins={"psnr_y": 0.5})
     assert "equivalence margin ±0.5 dB" in line and line.endswith("**agrees — equivalent within ±0.5 dB**.")
     # a metric without a margin is not checked, and the line says where to declare one
-    def renamed(rs):
-        return [dict(r, metrics={"my_score": r["metrics"]["psnr_y"]}) for r in rs]
     line = S.difference_verdict("A", renamed(shifted("a", 0.0)), "B", renamed(b), IMAGES, "my_score", False, "close",
                                 "p", 2, {"psnr": 0.1})
     assert line.endswith("→ **not checked — no equivalence margin for `my_score`: declare one under "
                          "`report.margins`**.")
 
 
+def renamed(rs, name="my_score"):
+    """The records with their psnr_y scores under a metric name that has no preset and no margin."""
+    return [dict(r, metrics={name: r["metrics"]["psnr_y"]}) for r in rs]
+
+
 def test_a_difference_below_display_precision_never_reads_as_a_direction():
-    # deterministic rows 0.001 dB apart on every image: the interval is [-0.001, -0.001], "-0.00" at 2 digits
-    line = verdict(shifted("a", -0.001), shifted("b", 0.0), "better")
-    assert "paired Δ -0.00 [-0.00, -0.00] dB" in line
+    # deterministic rows 0.001 dB apart on every image: the interval is [-0.001, -0.001], "-0.00" at 2 digits;
+    # without a margin the display precision decides, and at 3 digits the direction is certain
+    a, b = renamed(shifted("a", -0.001)), renamed(shifted("b", 0.0))
+    line = S.difference_verdict("A", a, "B", b, IMAGES, "my_score", False, "better", "p", 2, {})
+    assert "paired Δ -0.00 [-0.00, -0.00]" in line
     assert line.endswith("→ **inconclusive — no difference at this precision**.")
-    assert verdict(shifted("a", -0.001), shifted("b", 0.0), "better", digits=3).endswith("→ **disagrees**.")
+    assert S.difference_verdict("A", a, "B", b, IMAGES, "my_score", False, "better", "p", 3, {}).endswith(
+        "→ **disagrees**.")
+
+
+def test_a_direction_inside_the_margin_is_no_difference_as_in_the_close_verdict():
+    """The reader's complaint: "Δ -0.00 → disagrees" in one table, "inconclusive" / "close" for the same
+    numbers in another.  An interval wholly inside the equivalence margin is the same finding for every claim:
+    "close" agrees, and a stated direction is "no difference beyond the margin" on either side (the old rule
+    said "disagrees" for -0.004 dB and "agrees" for +0.004 dB)."""
+    b = shifted("b", 0.0)
+    for shift in (-0.004, 0.004):
+        assert verdict(shifted("a", shift), b, "close").endswith("→ **agrees — equivalent within ±0.1 dB**.")
+        for direction in ("better", "worse"):
+            assert verdict(shifted("a", shift), b, direction, digits=3).endswith(
+                "→ **disagrees — no difference beyond ±0.1 dB: equivalent within the margin**.")
+    # noise wider than the margin: "inconclusive" for "close", and for a direction, as before
+    wiggle = [1.0, -1.0, 1.0, -1.0, 0.5, -0.5]
+    noisy = [run("a", 0, [v + w for v, w in zip(BASE, wiggle)])]
+    assert verdict(noisy, b, "close").endswith("→ **inconclusive — the interval is not within ±0.1 dB**.")
+    assert verdict(noisy, b, "better").endswith("→ **inconclusive — the interval includes no difference**.")
+    # beyond the margin the direction decides
+    assert verdict(shifted("a", -0.3), b, "better").endswith("→ **disagrees**.")
 
 
 def test_one_common_image_has_no_interval():
@@ -108,15 +134,21 @@ def test_infinite_scores_are_left_out_of_the_pairing():
 
 
 def test_trend_beyond_noise_uses_the_paired_interval_of_its_end_rows():
-    flat = P.Interval(-0.003, -0.004, 0.001, 4, 4)
-    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", flat, 3)
+    wide = P.Interval(-0.003, -0.2, 0.15, 4, 4)
+    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", wide, 3)
     assert line == ("- Paper: p. Ours: psnr_y over τ (τ=5: 27.25, τ=10: 27.24, τ=20: 27.24); paired Δ(τ=20 − τ=5) "
-                    "-0.003 [-0.004, +0.001] dB (95 % bootstrap CI over 4 image(s)) includes 0 → **inconclusive — τ "
+                    "-0.003 [-0.200, +0.150] dB (95 % bootstrap CI over 4 image(s)) includes 0 → **inconclusive — τ "
                     "makes no measurable difference here**.")
-    # a deterministic sweep that moves by less than the shown precision is no trend ("-0.00 ... agrees" goes)
+    # a sweep whose end rows lie within the margin is flat by the equivalence test, whether its interval includes
+    # 0 or not: 0.004 dB is no trend (the old rule: "agrees (monotone)" once the interval left 0 at 2 digits)
+    for ends in (P.Interval(-0.003, -0.004, 0.001, 4, 4), P.Interval(-0.006, -0.007, -0.005, 2, 4)):
+        line = S.trend_verdict([5, 10, 20], [27.246, 27.243, 27.240], "psnr_y", False, "decreasing", "p", ends, 2)
+        assert line.endswith("(95 % bootstrap CI over " f"{ends.n_images} image(s)) → **disagrees — τ changes psnr_y by "
+                             "no more than ±0.1 dB: equivalent within the margin**.")
+    # without a margin (a metric that has none) the display precision still decides
     tiny = P.Interval(-0.001, -0.001, -0.001, 2, 4)
-    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "psnr_y", False, "decreasing", "p", tiny, 2)
-    assert line.endswith("paired Δ(τ=20 − τ=5) -0.00 [-0.00, -0.00] dB (95 % bootstrap CI over 2 image(s)) → "
+    line = S.trend_verdict([5, 10, 20], [27.245, 27.243, 27.242], "my_score", False, "decreasing", "p", tiny, 2)
+    assert line.endswith("paired Δ(τ=20 − τ=5) -0.00 [-0.00, -0.00] (95 % bootstrap CI over 2 image(s)) → "
                          "**inconclusive — τ makes no difference at this precision**.")
     clear = P.Interval(-2.0, -2.2, -1.8, 4, 4)
     line = S.trend_verdict([5, 10, 20], [30.0, 29.0, 28.0], "psnr_y", False, "decreasing", "p", clear, 2)

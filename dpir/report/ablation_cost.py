@@ -13,7 +13,8 @@ from dpir.config import ablation_dataset, all_methods
 from dpir.errors import DpirError
 from dpir.report.ablation_cells import network_params
 from dpir.report.ablation_rows import scored_runs
-from dpir.report.tables import Footnotes, Table
+from dpir.report.stats import claimed_range
+from dpir.report.tables import Footnotes, Table, ratio_number, ratio_text
 from dpir.workflow_facts import networks_of, training_chain
 
 
@@ -109,7 +110,7 @@ def flops_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str]]:
         rows.append({"Method": r["label"], "NFE": str(r["nfe"]), "TFLOPs per step (x)": f"{r['per_step_tflops']:.3g}",
                      "Steps": str(r["steps"]), "TFLOPs once (y)": f"{r['once_tflops']:.3g}",
                      "TFLOPs/img at 1280x720": f"{r['total_tflops']:.4g}",
-                     "× ref": f"{ratio:.2f}" if ratio is not None else "n/a", "s/img on this CPU": srow})
+                     "× ref": ratio_number(ratio), "s/img on this CPU": srow})
         numeric.append({"method": method, "label": r["label"], "nfe": r["nfe"], "per_step_tflops": r["per_step_tflops"],
                         "steps": r["steps"], "once_tflops": r["once_tflops"], "total_tflops": r["total_tflops"],
                         "ratio": ratio, "seconds": secs})
@@ -118,15 +119,28 @@ def flops_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str]]:
              "FFTs and elementwise ops not counted); per-image calls counted by forward hooks. Ratios are to "
              f"{by[ref]['label'] if ref in by else ref}.", *([spec["note"]] if spec.get("note") else []), *fn.lines()]
     table = Table(name=name, title=spec["title"], columns=columns, rows=rows, numeric=numeric, footnotes=notes)
-    verdicts = []
     num = {n["method"]: n for n in numeric}
-    for e in spec.get("expect") or []:
-        a, b = num.get(e.get("row")), num.get(e.get("vs"))
-        if not a or not b:
-            continue
-        ratio = b["total_tflops"] / a["total_tflops"] if a["total_tflops"] else math.inf
-        want_fewer = e.get("direction", "better") == "better"
-        ok = (ratio > 1) == want_fewer
-        verdicts.append(f"- Paper: {e['paper']}. Ours: {b['label']} needs {ratio:.1f}× the TFLOPs of {a['label']} "
-                        f"({b['total_tflops']:.4g} vs {a['total_tflops']:.4g}) → **{'agrees' if ok else 'disagrees'}**.")
+    verdicts = [cost_verdict(e, num[e["row"]], num[e["vs"]]) for e in spec.get("expect") or []
+                if e.get("row") in num and e.get("vs") in num]
     return table, verdicts
+
+
+def cost_verdict(e: dict, a: dict, b: dict) -> str:
+    """The line of one ``expect`` entry of a ``flops`` table: ``a`` (its ``row``) against ``b`` (its ``vs``),
+    exact counts.  "better" is fewer TFLOPs; a claim that states a range of the ratio ("2x-100x fewer") agrees
+    only inside it (above it: "agrees in direction"), since a count has no noise to hide behind."""
+    ratio = b["total_tflops"] / a["total_tflops"] if a["total_tflops"] else math.inf
+    fact = (f"{b['label']} needs {ratio_text(ratio)} the TFLOPs of {a['label']} "
+            f"({b['total_tflops']:.4g} vs {a['total_tflops']:.4g})")
+    size = claimed_range(e["paper"])
+    if e.get("direction", "better") != "better":
+        verdict = "agrees" if ratio < 1 else "disagrees"
+    elif ratio <= 1:
+        verdict = "disagrees"
+    elif size is None or size[0] <= ratio <= size[1]:
+        verdict = "agrees" + (f" — within the claimed {size[0]:g}x-{size[1]:g}x" if size else "")
+    elif ratio > size[1]:
+        verdict = f"agrees in direction — beyond the claimed {size[1]:g}x"
+    else:
+        verdict = f"disagrees — fewer, but under the claimed {size[0]:g}x"
+    return f"- Paper: {e['paper']}. Ours: {fact} → **{verdict}**."

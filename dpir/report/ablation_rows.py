@@ -1,7 +1,8 @@
 """Ablation tables of kind ``rows`` and ``tau_sweep``: one row per method, metric cells the mean and
 its 95 % bootstrap interval over the images that *every* row restored (and the row's seeds), and the
 verdict lines of the table's ``expect`` entries, decided on paired per-image differences of two rows
-on their common images (or the trend over tau; :mod:`dpir.report.stats`).  Rows declared ``partial``
+on their common images (or the trend over tau; :mod:`dpir.report.stats`); a claim on the ``perceptual`` axis decided on a
+stand-in for LPIPS says so, and its size, if it states one, is not checked there.  Rows declared ``partial``
 (run on fewer images) are set apart below the table and compared on the images they share."""
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from dpir.report.ablation_cells import extra_cell, header_label
 from dpir.report.stats import (
     Verdict,
     cell_interval,
+    claimed_magnitude,
     common_images,
     difference_check,
+    direction_only,
+    on_stand_in,
     paired_comparison,
     seed_stats,
     trend_check,
@@ -58,6 +62,18 @@ def resolve_metric(alias: str, metrics: list[str], runs: dict[str, list[dict]]) 
     if alias == "perceptual":
         return next((m for m in PERCEPTUAL_AXES if available(m)), None)
     return alias if available(alias) else None
+
+
+def stand_in_for(alias: str, metric: str) -> str:
+    """The metric a claim names when ``metric`` only stands in for it, else "": the ``perceptual`` axis is
+    LPIPS (the paper's perceptual metric, the first of :data:`dpir.metrics.PERCEPTUAL_AXES`); another metric
+    there (TOPIQ, or GMSD when no perceptual weights are cached offline) is a stand-in for it."""
+    from dpir.metrics import PERCEPTUAL_AXES
+
+    family = PERCEPTUAL_AXES[0].split("_")[0]
+    if alias != "perceptual" or metric.split("_")[0] == family:
+        return ""
+    return family.upper()
 
 
 def rows_table(config: dict, name: str, spec: dict) -> tuple[Table, list[str], dict]:
@@ -147,34 +163,39 @@ def _verdicts(spec: dict, runs: dict, stats: dict, metrics: list[str], lower: di
         if metric is None:
             out.append(_not_checked(e["paper"], f"`{e['metric']}` was not computed in this run", e["metric"]))
             continue
-        lb = lower.get(metric, False)
-        d = digits_for(metric)
-        if e.get("trend"):
-            taus, vals, names = [], [], []
-            for method in spec["rows"]:
-                tau = methods[method].get("tau")
-                if tau is not None and metric in stats.get(method, {}):
-                    taus.append(int(tau))
-                    vals.append(stats[method][metric][0])
-                    names.append(method)
-            if len(taus) < 3:
-                out.append(_not_checked(e["paper"], "fewer than 3 τ values", metric))
-                continue
-            order = sorted(range(len(taus)), key=lambda i: taus[i])
-            lo, hi = names[order[0]], names[order[-1]]
-            both = sorted(set(row_images[lo]) & set(row_images[hi]))
-            got = paired_comparison(runs[hi], runs[lo], metric, both)
-            out.append(trend_check([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
-                                   e["paper"], got[2] if got else None, d).with_rows(*names))
-            continue
-        row, vs = e["row"], e["vs"]
-        if metric not in stats.get(row, {}) or metric not in stats.get(vs, {}):
-            out.append(_not_checked(e["paper"], f"`{metric}` missing for a row", metric, (row, vs)))
-            continue
-        both = sorted(set(row_images[row]) & set(row_images[vs]))
-        out.append(difference_check(runs[row][0]["label"], runs[row], runs[vs][0]["label"], runs[vs], both, metric,
-                                    lb, e.get("direction", "better"), e["paper"], d, margins).with_rows(row, vs))
+        v = _verdict(e, metric, spec, runs, stats, lower, methods, row_images, margins)
+        named, size = stand_in_for(e["metric"], metric), claimed_magnitude(e["paper"])
+        out.append(on_stand_in(v, named, size) if named else direction_only(v, size) if size else v)
     return out
+
+
+def _verdict(e: dict, metric: str, spec: dict, runs: dict, stats: dict, lower: dict, methods: dict,
+             row_images: dict[str, list[str]], margins: dict | None) -> Verdict:
+    """The verdict of one ``expect`` entry on ``metric`` (its alias resolved), before any stand-in label."""
+    lb = lower.get(metric, False)
+    d = digits_for(metric)
+    if e.get("trend"):
+        taus, vals, names = [], [], []
+        for method in spec["rows"]:
+            tau = methods[method].get("tau")
+            if tau is not None and metric in stats.get(method, {}):
+                taus.append(int(tau))
+                vals.append(stats[method][metric][0])
+                names.append(method)
+        if len(taus) < 3:
+            return _not_checked(e["paper"], "fewer than 3 τ values", metric)
+        order = sorted(range(len(taus)), key=lambda i: taus[i])
+        lo, hi = names[order[0]], names[order[-1]]
+        both = sorted(set(row_images[lo]) & set(row_images[hi]))
+        got = paired_comparison(runs[hi], runs[lo], metric, both)
+        return trend_check([taus[i] for i in order], [vals[i] for i in order], metric, lb, e["trend"],
+                           e["paper"], got[2] if got else None, d, margins).with_rows(*names)
+    row, vs = e["row"], e["vs"]
+    if metric not in stats.get(row, {}) or metric not in stats.get(vs, {}):
+        return _not_checked(e["paper"], f"`{metric}` missing for a row", metric, (row, vs))
+    both = sorted(set(row_images[row]) & set(row_images[vs]))
+    return difference_check(runs[row][0]["label"], runs[row], runs[vs][0]["label"], runs[vs], both, metric,
+                            lb, e.get("direction", "better"), e["paper"], d, margins).with_rows(row, vs)
 
 
 def _not_checked(paper: str, why: str, metric: str | None, rows: tuple[str, ...] = ()) -> Verdict:

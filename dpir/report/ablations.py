@@ -19,6 +19,10 @@ report) runs once.  Kinds, and the module that builds each:
 per-image differences of two rows on their common images: a direction agrees when its 95 % interval is
 wholly on the claimed side, "close" is an equivalence test against ``report.margins`` (the trend over
 tau: the ranks, with the paired interval of its end rows for "beyond noise"; :mod:`dpir.report.stats`).
+An interval inside the margin is "no difference beyond the margin" for a direction or a trend too.  A
+claim on the ``perceptual`` axis decided on a stand-in (GMSD when LPIPS's weights are not cached) says
+so, and a claimed size ("about 30 % worse LPIPS") is not checked on a stand-in.  The ``flops`` table's
+claims are exact counts; a claimed range of the ratio ("2x-100x") is checked on them.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from dpir.checkpoint import atomic_write_text
 from dpir.config import ablation_tables
 from dpir.errors import DpirError
 from dpir.report.ablation_cost import flops_table, training_cost_table
-from dpir.report.ablation_rows import resolve_metric, rows_table
+from dpir.report.ablation_rows import resolve_metric, rows_table, stand_in_for
 from dpir.report.plots import tau_sweep_plots
 from dpir.report.tables import lower_better_of
 
@@ -98,9 +102,11 @@ def render_ablations(config: dict, report_dir: Path | None = None, claims: list 
                 fig = out_dir / "figures" / f"{name}.png"
                 records = [r for rs in info["runs"].values() for r in rs]
                 tau_sweep_plots(table.numeric, x, y, fig, spec["title"], lower_better_of(x, records))
+                named = stand_in_for("perceptual", x)
+                note = f" `{x}` stands in for {named}, which this run did not compute." if named else ""
                 parts += [f"![{name}]({os.path.relpath(fig, report_dir)})", "",
-                          f"*Left: {y} against {x} as τ varies (error bars: std over seeds); right: both against "
-                          "NFE.*", ""]
+                          f"*Left: {y} against {x} as τ varies (error bars: 95 % bootstrap intervals over images and "
+                          f"seeds); right: both against NFE.{note}*", ""]
         if verdicts:
             parts += ["Does our run agree with the paper?", "", *verdicts, ""]
     return parts

@@ -17,7 +17,6 @@ networks and fusions do, so no verdict about the diffusion part can be read from
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from dpir.report.stats import (
     Verdict,
     common_images,
     finite_images,
-    paired_comparison,
     with_unit,
 )
 
@@ -182,6 +180,9 @@ def scale_text(config: dict, task: str, dataset: str) -> str:
 def meaning(claim: Claim) -> str:
     """One sentence, from the numbers, on what the sample size means for the claim."""
     v = claim.verdict
+    if v.kind == "not checked" and v.stand_in:
+        return (f"{v.stand_in} was not computed in this run: the claimed size cannot be read from the stand-in "
+                f"`{v.metric}`.")
     if v.kind == "not checked":
         return "Not measured in this run."
     if claim.informative.startswith(NOT_INFORMATIVE):
@@ -191,54 +192,29 @@ def meaning(claim: Claim) -> str:
             return f"{v.n}: too few images for an interval; the verdict cannot be decided at this scale."
         return "An exact count (no sampling noise): the verdict does not depend on the data."
     unit = with_unit(v.metric or "")
-    return (f"On {v.n} the 95 % interval is ±{v.half_width:.2g}{unit} wide: differences smaller than that cannot "
-            "be seen at this scale.")
+    on = f" (on the stand-in `{v.metric}`, not {v.stand_in})" if v.stand_in else ""
+    return (f"On {v.n} the 95 % interval is ±{v.half_width:.2g}{unit} wide{on}: differences smaller than that "
+            "cannot be seen at this scale.")
 
 
 def acceleration_claims(config: dict, task: str, dataset: str, records: list[dict], acc: dict,
-                        check: ScaleCheck) -> list[Claim]:
-    """The acceleration check as claims: each variant's non-inferiority to the full chain, the same test as
-    :func:`dpir.report.analysis.acceleration_table` (its per-metric verdicts combined the same way)."""
-    from dpir.report.tables import digits_for, lower_better_of
+                        check: ScaleCheck, checks: list | None = None) -> list[Claim]:
+    """The acceleration check as claims: each variant's :class:`dpir.report.analysis.AccelerationCheck`, the
+    same structured verdict the report's acceleration table prints (``checks``: ones already made from these
+    records, e.g. for that table; otherwise made here)."""
+    from dpir.report.analysis import acceleration_checks
 
-    runs: dict[str, list[dict]] = {}
-    for r in records:
-        runs.setdefault(r["method"], []).append(r)
-    for rs in runs.values():
-        rs.sort(key=lambda r: r["seed"])
-    ref = acc["reference"]
-    if ref not in runs:
-        return []
-    margins = (config.get("report") or {}).get("margins")
-    out = []
-    for m in [c for c in acc["compare"] if c in runs]:
-        images = sorted(set(runs[m][0]["images"]) & set(runs[ref][0]["images"]))
-        kinds, texts, halves = [], [], []
-        for metric in acc.get("metrics", ["psnr_y", "ssim_y"]):
-            got = paired_comparison(runs[m], runs[ref], metric, images)
-            margin = P.margin_for(metric, margins)
-            if got is None or margin is None:
-                kinds.append("inconclusive")
-                continue
-            diff = got[2]
-            kinds.append(P.noninferiority_verdict(diff, lower_better_of(metric, records), margin))
-            texts.append(f"{metric} {P.format_interval(diff, digits_for(metric), signed=True)}{with_unit(metric)}")
-            halves.append((metric, None if math.isnan(diff.low) else diff.half_width))
-        kind = ("disagrees" if "a loss" in kinds else "agrees" if set(kinds) == {"no loss"} else "inconclusive")
-        label = {"disagrees": "disagrees — a loss beyond the margin", "agrees": "agrees — no loss beyond the margin",
-                 "inconclusive": "inconclusive — a loss beyond the margin is not ruled out"}[kind]
-        n = f"{len(images)} image(s) × {len(runs[m])} vs {len(runs[ref])} seed(s)"
-        metric, half = halves[0] if halves else (None, None)
-        v = Verdict(f"{runs[m][0]['label']} ({runs[m][0]['cost']['nfe']} NFE) loses nothing against "
-                    f"{runs[ref][0]['label']} ({runs[ref][0]['cost']['nfe']} NFE)", label, kind, "; ".join(texts), n,
-                    metric, (m, ref), half)
-        out.append(Claim(f"acceleration ({task})", task, dataset, v, check.sentence((m, ref))))
-    return out
+    if checks is None:
+        checks = acceleration_checks(records, acc["reference"], acc["compare"], acc.get("metrics", ["psnr_y", "ssim_y"]),
+                                     (config.get("report") or {}).get("margins"))
+    return [Claim(f"acceleration ({task})", task, dataset, c.verdict(), check.sentence((c.method, c.reference)))
+            for c in checks]
 
 
 def table9_claims(data: dict | None) -> list[Claim]:
     """The paper-size Table 9 verdicts (exact FLOP counts: no interval, no sampling)."""
     from dpir.report import paper_cost as C
+    from dpir.report.tables import plain_number
 
     if not data:
         return []
@@ -250,7 +226,7 @@ def table9_claims(data: dict | None) -> list[Claim]:
         for r in C.competitors(data["rows"], task):
             text = C.verdict(r["tflops"] / ref["tflops"])
             v = Verdict(f"{ref['label']} costs 2x-100x fewer TFLOPs than {r['label']}", text, text.split(" (")[0],
-                        f"{r['tflops'] / ref['tflops']:.3g}x (exact count)", "", "tflops", (ref["label"], r["label"]))
+                        f"{plain_number(r['tflops'] / ref['tflops'])}x (exact count)", "", "tflops", (ref["label"], r["label"]))
             out.append(Claim("Table 9 (paper size)", task, "", v, "yes — an exact count, no sampling"))
     return out
 

@@ -39,17 +39,19 @@ def competitors(rows: list[dict], task: str) -> list[dict]:
 def verdict(ratio: float) -> str:
     """The claim against one measured ratio (competitor TFLOPs / DP-IR TFLOPs)."""
     if CLAIM_LOW <= ratio <= CLAIM_HIGH:
-        return f"agrees (measured: DP-IR needs {ratio:.3g}x fewer TFLOPs)"
+        return f"agrees (measured: DP-IR needs {_num(ratio)}x fewer TFLOPs)"
     if ratio > CLAIM_HIGH:
         return f"agrees in direction, beyond the range (measured: DP-IR needs {_num(ratio)}x fewer TFLOPs, over 100x)"
     if ratio >= 1:
-        return f"disagrees (measured: DP-IR needs only {ratio:.3g}x fewer TFLOPs, under the claimed 2x)"
+        return f"disagrees (measured: DP-IR needs only {_num(ratio)}x fewer TFLOPs, under the claimed 2x)"
     return f"disagrees (measured: DP-IR needs {_num(1 / ratio)}x more TFLOPs)"
 
 
 def _num(v: float) -> str:
     """3 significant digits, without an exponent for the large values (3,940 rather than 3.94e+03)."""
-    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    from dpir.report.tables import plain_number
+
+    return plain_number(v)
 
 
 def _indi_note(row: dict, ref: dict) -> str:
@@ -80,7 +82,7 @@ def table9_section(data: dict | None, source: str = "") -> list[str]:
         ref = reference(data["rows"], task)
         comp = {id(r) for r in competitors(data["rows"], task)}
         for r in (r for r in data["rows"] if r["task"] == task):
-            ratio = "DP-IR reference" if r is ref else (f"{r['tflops'] / ref['tflops']:.3g}x" if ref else "n/a")
+            ratio = "DP-IR reference" if r is ref else (f"{_num(r['tflops'] / ref['tflops'])}x" if ref else "n/a")
             flag = "" if r["flops_counted"] else " (not counted)"
             mark = ""
             if ref is not None and id(r) in comp:

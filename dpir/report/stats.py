@@ -6,11 +6,15 @@ Pure functions of results records and numbers; nothing here reads a config or a 
 made on the images both rows scored (finite in every seed of both), never on two means: the per-image
 difference cancels how hard each image is.  A direction claim (better / worse) agrees only when the 95 %
 interval of the paired difference is wholly on the claimed side; a "close" claim is an equivalence test
-against the metric's margin (``report.margins``), so noise alone can never produce "close".
+against the metric's margin (``report.margins``), so noise alone can never produce "close"; a direction
+claim whose interval lies inside that margin is "no difference beyond the margin", never a direction.
+A claim that names a metric the run did not compute (LPIPS offline, GMSD standing in) is said to be on
+the stand-in, and a claim of a size is not checked on a stand-in (:func:`on_stand_in`).
 """
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from dataclasses import dataclass, replace
 
@@ -32,6 +36,7 @@ class Verdict:
     rows: tuple[str, ...] = ()
     half_width: float | None = None    # of the paired interval, in the metric's unit (None: no interval)
     line: str = ""
+    stand_in: str = ""                  # the metric the claim names when ``metric`` only stands in for it ("LPIPS")
 
     def with_rows(self, *rows: str) -> Verdict:
         return replace(self, rows=tuple(rows))
@@ -104,13 +109,6 @@ def with_unit(metric: str) -> str:
     return f" {u}" if u else ""
 
 
-def _fmt_iv(iv: P.Interval, digits: int, signed: bool = False) -> str:
-    s = "+" if signed else ""
-    if math.isnan(iv.low):
-        return f"{iv.estimate:{s}.{digits}f}"
-    return f"{iv.estimate:{s}.{digits}f} [{iv.low:{s}.{digits}f}, {iv.high:{s}.{digits}f}]"
-
-
 def paired_comparison(runs_a: list[dict], runs_b: list[dict], metric: str, images: list[str]
                       ) -> tuple[P.Interval, P.Interval, P.Interval] | None:
     """(cell of a, cell of b, paired difference a - b) on the ``images`` finite in every run of both rows,
@@ -142,7 +140,10 @@ def difference_check(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[
     """Does ``a`` differ from ``b`` on ``metric`` the way the paper says (better / worse / close), decided on
     the paired per-image differences over ``images`` (the images both rows scored)?  The verdict and its line.
 
-    better / worse: :func:`dpir.report.paired.direction_verdict` (the whole interval on one side).
+    better / worse: :func:`dpir.report.paired.direction_verdict` (the whole interval on one side); an
+    interval wholly inside the metric's equivalence margin is "disagrees — no difference beyond ±margin"
+    whichever side it is on: the very interval that makes a "close" claim agree cannot also show a
+    stated difference (a 0.004 dB shift printed "-0.00 [-0.01, -0.00]" never reads as a direction).
     close: an equivalence test (:func:`dpir.report.paired.equivalence_verdict`): "agrees" only when the
     whole interval lies inside ``±margin``; a large improvement is "not close" and says so.
     """
@@ -152,7 +153,7 @@ def difference_check(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[
     ca, cb, iv = got
     unit = with_unit(metric)
     margin = P.margin_for(metric, margins) if direction == "close" else None
-    interval = f"{_fmt_iv(iv, digits, signed=True)}{unit}"
+    interval = f"{P.format_interval(iv, digits, signed=True)}{unit}"
     n = _sample(iv, len(runs_a), len(runs_b))
     fact = (f"{name_a} vs {name_b}: {metric} {ca.estimate:.{digits}f} vs {cb.estimate:.{digits}f}{unit}; "
             f"paired Δ {interval}")
@@ -178,6 +179,11 @@ def difference_check(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[
         else:
             verdict = f"inconclusive — the interval is not within ±{margin:g}{unit}"
         return made(verdict)
+    margin = P.margin_for(metric, margins)
+    if margin is not None and P.equivalence_verdict(iv, margin) == "close":
+        # the same interval that makes a "close" claim agree: no difference the report counts as one, whichever
+        # side the estimate is on (so "-0.00 [-0.01, -0.00]" never reads as "disagrees" or "agrees")
+        return made(f"disagrees — no difference beyond ±{margin:g}{unit}: equivalent within the margin")
     lo, hi = round(iv.low, digits), round(iv.high, digits)
     if lo == 0 and hi == 0:
         return made("inconclusive — no difference at this precision")
@@ -185,6 +191,57 @@ def difference_check(name_a: str, runs_a: list[dict], name_b: str, runs_b: list[
     if v == "inconclusive":
         v = "inconclusive — the interval includes no difference"
     return made(v)
+
+
+#: a size stated in a claim's words: "about 30%", "about +0.2 dB", "2x-100x"
+_MAGNITUDE = re.compile(r"(?:(?:about|approximately|roughly|~)\s*)?[+\-−]?\d+(?:\.\d+)?\s*(?:%|dB\b|[x×](?!\w))"
+                        r"(?:\s*[-–]\s*\d+(?:\.\d+)?\s*[x×](?!\w))?", re.IGNORECASE)
+
+
+def claimed_magnitude(paper: str) -> str | None:
+    """The size a claim states (``"about 30%"``, ``"about +0.2 dB"``, ``"2x-100x"``), or None for a claim of a
+    direction alone ("raises PSNR")."""
+    m = _MAGNITUDE.search(paper or "")
+    return m.group(0).strip() if m else None
+
+
+def claimed_range(paper: str) -> tuple[float, float] | None:
+    """The range of a ratio a claim states (``"2x-100x fewer"`` -> ``(2.0, 100.0)``), or None."""
+    m = re.search(r"(\d+(?:\.\d+)?)\s*[x×]\s*[-–]\s*(\d+(?:\.\d+)?)\s*[x×](?!\w)", paper or "")
+    return (float(m.group(1)), float(m.group(2))) if m else None
+
+
+def _relined(v: Verdict, verdict: str, note: str = "") -> str:
+    """``v``'s line with ``verdict`` in bold, and ``note`` added to what we measured (the line is
+    ``"- Paper: … Ours: … → **verdict**."``, :func:`_made`)."""
+    return f"{v.line.rsplit(' → **', 1)[0]}{'; ' + note if note else ''} → **{verdict}**."
+
+
+def on_stand_in(v: Verdict, named: str, magnitude: str | None = None) -> Verdict:
+    """``v``, decided on a metric (``v.metric``) that only stands in for the one the claim names (``named``:
+    LPIPS when its weights are not cached offline and GMSD stands in), said as such.  A claim of a size
+    (``magnitude``: "about 30 % worse LPIPS") is not checked on a stand-in -- a 0.7 % GMSD change says
+    nothing about a 30 % LPIPS change -- so its verdict is "not checked (stand-in metric)", with the
+    direction on the stand-in beside it; a claim of a direction keeps its verdict, marked as on the stand-in."""
+    if v.kind == "not checked":
+        return v
+    note = f"`{v.metric}` stands in for {named}, which this run did not compute"
+    if magnitude:
+        verdict = (f"not checked (stand-in metric) — the claimed size ({magnitude}) is of {named}, which this run did "
+                   f"not compute; the direction on the stand-in `{v.metric}`: {v.verdict}")
+        kind = "not checked"
+    else:
+        verdict, kind = f"{v.verdict}; on the stand-in `{v.metric}`, not {named}", v.kind
+    return replace(v, verdict=verdict, kind=kind, stand_in=named, line=_relined(v, verdict, note))
+
+
+def direction_only(v: Verdict, magnitude: str) -> Verdict:
+    """``v`` for a claim that states a size (``magnitude``) as well as a direction: the verdict is on the
+    direction, and says that the size was not tested."""
+    if v.kind == "not checked":
+        return v
+    verdict = f"{v.verdict}; direction only: the claimed size ({magnitude}) is not tested"
+    return replace(v, verdict=verdict, line=_relined(v, verdict))
 
 
 def spearman(xs: list[float], ys: list[float]) -> float:
@@ -209,18 +266,20 @@ def spearman(xs: list[float], ys: list[float]) -> float:
 
 
 def trend_verdict(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
-                  ends: P.Interval | None = None, digits: int = 3) -> str:
+                  ends: P.Interval | None = None, digits: int = 3, margins: dict | None = None) -> str:
     """The line of :func:`trend_check`."""
-    return trend_check(taus, values, metric, lower_better, trend, paper, ends, digits).line
+    return trend_check(taus, values, metric, lower_better, trend, paper, ends, digits, margins).line
 
 
 def trend_check(taus: list[int], values: list[float], metric: str, lower_better: bool, trend: str, paper: str,
-                ends: P.Interval | None = None, digits: int = 3) -> Verdict:
+                ends: P.Interval | None = None, digits: int = 3, margins: dict | None = None) -> Verdict:
     """``trend`` is the paper's direction of the *quality* as tau grows (increasing = gets better).
 
     The ranks decide the direction (Spearman's rho); ``ends`` -- the paired difference of the largest-tau
-    row minus the smallest-tau row on their common images -- decides whether the sweep moves beyond noise:
-    an interval that includes 0 makes the verdict inconclusive, whatever the ranks."""
+    row minus the smallest-tau row on their common images -- decides whether the sweep moves at all: an
+    interval wholly inside the metric's equivalence margin is "no change beyond the margin" (the sweep is
+    flat by the same test that makes a "close" claim agree; 0.004 dB is not a trend), and one that
+    includes 0 makes the verdict inconclusive, whatever the ranks."""
     rho = spearman([float(t) for t in taus], values)
     quality_rho = -rho if lower_better else rho
     want = 1 if trend == "increasing" else -1
@@ -228,10 +287,15 @@ def trend_check(taus: list[int], values: list[float], metric: str, lower_better:
     unit = with_unit(metric)
     interval = n = ""
     if ends is not None:
-        interval = f"{_fmt_iv(ends, digits, signed=True)}{unit}"
+        interval = f"{P.format_interval(ends, digits, signed=True)}{unit}"
         n = f"{ends.n_images} image(s)"
         span = (f"paired Δ(τ={taus[-1]} − τ={taus[0]}) {interval} "
                 f"(95 % bootstrap CI over {ends.n_images} image(s))")
+        margin = P.margin_for(metric, margins)
+        if margin is not None and P.equivalence_verdict(ends, margin) == "close":
+            return _made(paper, f"{metric} over τ ({pairs}); {span}",
+                         f"disagrees — τ changes {metric} by no more than ±{margin:g}{unit}: equivalent within the "
+                         "margin", metric, ends, interval, n)
         if math.isnan(ends.low) or ends.low <= 0 <= ends.high:
             return _made(paper, f"{metric} over τ ({pairs}); {span} includes 0",
                          "inconclusive — τ makes no measurable difference here", metric, ends, interval, n)

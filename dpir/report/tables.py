@@ -3,7 +3,8 @@
 A cell is the mean over images of one run (for stochastic methods, over images and seeds) with its 95 %
 bootstrap interval ``mean [low, high]`` over images (and seeds), computed on the images the row was
 scored on (:mod:`dpir.report.paired`); the CSV carries ``<metric>_ci_low`` / ``<metric>_ci_high`` and the
-std over seeds (``<metric>_std``, the plots' error bars).  A row scored on fewer images than the others
+std over seeds (``<metric>_std``; the plots' error bars are the interval, the std only without one).
+Cost ratios are printed by :func:`ratio_number` / :func:`ratio_text`, readable at any magnitude.  A row scored on fewer images than the others
 (a method's ``max_images``) is not comparable with them: it is set apart below the table, marked, with
 a footnote naming its images.  A metric that could not be computed is "n/a" with a footnote naming why
 and the command that fixes it.
@@ -76,6 +77,33 @@ def _fmt(v: float | None, digits: int) -> str:
     if math.isinf(v):
         return "inf"
     return f"{v:.{digits}f}"
+
+
+def plain_number(v: float) -> str:
+    """3 significant digits without an exponent: ``"45"``, ``"8.37"``, ``"0.0222"``, ``"3,940"``."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:g}"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{float(f'{v:.3g}'):g}"
+
+
+def ratio_number(r: float | None) -> str:
+    """A cost ratio for a table cell, readable at any magnitude: two decimals, and at least two significant
+    digits below 1 (``"3.00"``, ``"0.50"``, ``"0.022"`` for 1/45, never ``"0.00"``); "n/a" for None."""
+    if r is None:
+        return "n/a"
+    if r <= 0 or not math.isfinite(r) or r >= 1:
+        return f"{r:,.2f}" if math.isfinite(r) else "inf"
+    return f"{r:.{max(2, 1 - math.floor(math.log10(r)))}f}"
+
+
+def ratio_text(r: float) -> str:
+    """A ratio in a sentence: ``"8.37×"``, and below 1 also as a fraction, ``"1/45 (0.022×)"`` -- so that a
+    ratio of 1/45 never prints as ``"0.0×"``."""
+    if 0 < r < 1:
+        return f"1/{plain_number(1 / r)} ({ratio_number(r)}×)"
+    return f"{plain_number(r)}×"
 
 
 def metric_column(metric: str, lower_better: bool) -> str:
