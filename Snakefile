@@ -16,12 +16,14 @@ include: "workflow/rules/fetch.smk"
 include: "workflow/rules/restore.smk"
 include: "workflow/rules/shard.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/protocols.smk"
 
 
 localrules:
     prepare,
     score,
     report,
+    protocols,
     ablations,
 
 

@@ -181,6 +181,14 @@ def cmd_ablations(args):
     print(f"wrote {write_ablations_report(cfg)}")
 
 
+def cmd_protocols(args):
+    from dpir.report.protocols import write_protocols
+
+    cfg = _config(args)
+    out, md, data = write_protocols(cfg)
+    print(f"wrote {out} and {md} ({len(data['tables'])} tables, {data['seconds']:.1f} s)")
+
+
 def cmd_tflops(args):
     from dpir.tflops import write_tflops
 
@@ -298,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("report", cmd_report, "render tables, figures and report.md from the results JSON files")
     add("ablations", cmd_ablations, "render the paper's ablation tables (config `ablations.tables`) into "
         "<out>/ablations.md and <out>/ablations/")
+    add("protocols", cmd_protocols, "re-score the restored images of the main tables under each published "
+        "protocol (SR Y/RGB and crops, the official SyntheticBurst score, LPIPS alex/vgg) -> <out>/protocols/")
     sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
     sp.add_argument("names", nargs="*")
     sp.add_argument("--list", action="store_true")

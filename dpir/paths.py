@@ -85,6 +85,11 @@ def ablations(config: dict) -> Path:
     return Path(config["out"]) / "ablations.md"
 
 
+def protocols(config: dict) -> Path:
+    """The protocol-sensitivity table (``dpir protocols``): JSON here, Markdown beside it (``.md``)."""
+    return Path(config["out"]) / "protocols" / "protocols.json"
+
+
 def resolved_config(config: dict) -> Path:
     """The config the workflow resolved, written when a run starts; every job reads it (``--config``)."""
     return Path(config["out"]) / ".config" / "resolved.yaml"

@@ -10,6 +10,7 @@ Snakemake's own bookkeeping:
     train_<network>           snakemake --force <model>                       -> results/networks/<network>
     import_<network>          snakemake --force <model>   (official weights)  -> results/networks/<network>
     <task>_<method>           snakemake <scores> --forcerun restore ... score -> results/{restored,scores}/...
+    protocols                 snakemake --forcerun protocols                  -> results/protocols/protocols.{json,md}
     report                    snakemake --forcerun report; scripts/gen_dvc.py metrics -> report.md, tables, metrics.json
 
 The stages are the Snakefile's own targets, from the same facts (dpir.workflow_facts: prepared datasets,
@@ -230,12 +231,23 @@ def build(config_paths: list[str]) -> dict:
         stages[f"{t}_{m}"] = _stage(
             smk([P.scores(cfg, *r) for r in runs], "--forcerun restore restore_shard merge_shards score"), common + deps,
             _params(raw, [where] + [f"tasks.{t}.{k}" for k in ("scale", "metrics", "crop_border", "seeds")]), outs)
+    # the protocol-sensitivity table: the main tables' restored images re-scored (dpir.report.protocols)
+    main_scores = list(dict.fromkeys(str(P.scores(cfg, *r).parent) for r in F.runs(cfg)))
+    protocols = P.protocols(cfg)
+    stages["protocols"] = _stage(
+        smk([protocols], "--forcerun protocols"),
+        common + ["workflow/rules/protocols.smk"] + main_scores
+        + sorted({data_dir(t, d) for t, d, _, _ in F.runs(cfg)})
+        + closure(["dpir.report.protocols", "dpir.metrics.pixel", "dpir.metrics.lpips_alex", "dpir.metrics.lpips_vgg"]),
+        _params(raw, ["report.protocols", "enabled_tasks"]
+                + [f"tasks.{t}.{k}" for t in enabled_tasks(cfg) for k in ("metrics", "crop_border", "scale")]),
+        [str(protocols), str(protocols.with_suffix(".md"))])
     tables = [table_name(t, ds) for t in enabled_tasks(cfg) for ds in cfg["tasks"][t]["test_datasets"]]
     out = cfg["out"]
     report = _stage(
         smk([P.report(cfg)], "--forcerun report") + f" && python scripts/gen_dvc.py metrics {P.tables_dir(cfg)} {out}/metrics.json",
         common + ["workflow/rules/report.smk", "scripts/gen_dvc.py", "config/paper.yaml"]   # Table 9 at paper size
-        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs,
+        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs + [str(protocols)],
         _params(raw, ["report", "description", "enabled_tasks", "run_ablations", "ablations"]),
         [str(P.report(cfg))] + [f"{P.tables_dir(cfg)}/{n}.md" for n in tables]
         + ([f"{out}/ablations"] if ablation_tables(cfg) else []))

@@ -158,6 +158,7 @@ def _predicted_jobs(c) -> Counter:
     for f in F.exported_checkpoints(c):            # trained networks written in a foreign layout
         jobs[("export_network", f)] += 1
     jobs[("report", str(P.report(c)))] += 1
+    jobs[("protocols", str(P.protocols(c)))] += 1
     jobs[("paper_table9", str(paper_cost_path(c)))] += 1     # Table 9 at paper size, counted for the report
     if ablation_tables(c):
         jobs[("ablations", str(P.ablations(c)))] += 1

@@ -126,9 +126,14 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str, claims: l
     parts: list[str] = []
     acc = (rep_cfg.get("acceleration") or {}).get(task)
     if acc:
+        from dpir.report.analysis import acceleration_checks
+
+        # decided once, read by the table and by the claims table
+        acc_checks = acceleration_checks(records, acc["reference"], acc["compare"],
+                                         acc.get("metrics", ["psnr_y", "ssim_y"]), rep_cfg.get("margins"))
         res = acceleration_table(records, acc["reference"], acc["compare"], acc.get("metrics", ["psnr_y", "ssim_y"]),
                                  f"{task}_{ds}_acceleration", f"One-step acceleration vs the full chain ({task} / {ds})",
-                                 margins=rep_cfg.get("margins"))
+                                 margins=rep_cfg.get("margins"), checks=acc_checks)
         if res:
             t, verdicts = res
             t.write(paths.tables_dir(config))
@@ -136,7 +141,8 @@ def _derived_sections(config: dict, rep_cfg: dict, task: str, ds: str, claims: l
             if claims is not None:
                 from dpir.report.claims import acceleration_claims, scale_check
 
-                claims += acceleration_claims(config, task, ds, records, acc, scale_check(config, task, ds, checks))
+                claims += acceleration_claims(config, task, ds, records, acc, scale_check(config, task, ds, checks),
+                                              checks=acc_checks)
     tfl = paths.tflops(config, task)
     if tfl.exists():
         data = json.loads(tfl.read_text())
@@ -168,6 +174,22 @@ def _crops_section(config: dict, task: str, ds: str, table: Table, fig_dir: Path
     return [f"![crops {task}/{ds}]({os.path.relpath(fig, report_dir)})", "", f"*{caption}*", ""]
 
 
+def _protocols_section(config: dict) -> list[str]:
+    """The protocol-sensitivity tables (``dpir protocols``, :mod:`dpir.report.protocols`) with their
+    footnotes; nothing when they were not computed (a report rendered by hand before `dpir protocols`)."""
+    from dpir.report.protocols import markdown, read_protocols
+
+    data = read_protocols(paths.protocols(config))
+    if data is None:
+        return []
+    order = {t: i for i, t in enumerate(paper_order(config))}      # the main tables' order
+    data = {**data, "tables": sorted(data["tables"], key=lambda t: order.get(t["task"], len(order)))}
+    intro = ("The restored PNGs of the tables above, re-scored under each published evaluation protocol (`dpir "
+             "protocols`): the shift of every method from this config's default and whether the ranking of the "
+             "methods changes.")
+    return ["## Protocol sensitivity", "", intro, "", markdown(data), ""]
+
+
 def render_report(config: dict) -> Path:
     tables = render_tables(config)
     fig_dir = paths.figures_dir(config)
@@ -189,9 +211,15 @@ def render_report(config: dict) -> Path:
             fig = fig_dir / f"{t.name}_perception_distortion.png"
             perception_distortion(t.numeric, x, y, fig, f"Perception-distortion, {task} / {ds}")
             rel = os.path.relpath(fig, report_path.parent)
+            from dpir.report.ablation_rows import stand_in_for
+
+            stand_in = stand_in_for("perceptual", x)
+            note = f" `{x}` stands in for {stand_in}, which this run did not compute." if stand_in else ""
             parts += [f"![perception-distortion {task}/{ds}]({rel})", "",
-                      f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: std over seeds).*", ""]
+                      f"*Perception–distortion plane: {y} against {x}, one point per method (error bars: 95 % "
+                      f"bootstrap intervals).{note}*", ""]
         parts += _crops_section(config, task, ds, t, fig_dir, report_path.parent)
+    parts += _protocols_section(config)
     from dpir.report.paper_cost import paper_cost_path, read_table9, table9_section
 
     t9 = paper_cost_path(config)

@@ -42,6 +42,7 @@ rule report:
         tflops=[str(P.tflops(CFG, t)) for t in enabled_tasks(CFG) if CFG["tasks"][t]["kind"] != "burst"],
         paper_table9=str(paper_cost_path(CFG)),
         ablations=ablation_inputs(),
+        protocols=str(P.protocols(CFG)),
     output:
         report=REPORT,
         tables=directory(str(P.tables_dir(CFG))),
