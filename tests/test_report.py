@@ -132,3 +132,15 @@ def test_per_image_scores_are_written_next_to_the_table(tmp_path):
     assert (tmp_path / "sr_x_per_image.csv").read_text().splitlines() == [
         "method,seed,image,psnr_y,lpips_alex", "b,0,a,25.0,", "b,0,b,26.0,", "m,0,a,30.0,", "m,0,b,32.0,",
         "m,1,a,31.0,", "m,1,b,35.0,"]
+
+
+def test_a_published_row_may_give_the_official_burst_score(tmp_path):
+    """``psnr_linear_official`` (the protocol table's official SyntheticBurst column) is the one score name
+    a published row may give beside the metric presets; the main table ignores it."""
+    from dpir.config import validate_config
+    from helpers import base_config
+
+    cfg = base_config(tmp_path)
+    cfg["tasks"]["burst"]["methods"]["bsrt_pub"] = {"kind": "published", "label": "BSRT", "source": "paper",
+                                                    "scores": {"bundled": {"psnr_linear_official": 41.5}}}
+    validate_config(cfg)
