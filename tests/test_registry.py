@@ -231,7 +231,7 @@ def test_method_and_trainer_entries_must_declare_keys_and_agree_with_a_decorator
 def test_project_tables_import_no_torch_and_check_returns_lazily(fake_module):
     """The central tables are torch-free data (their ``returns`` type is a "module:attr" string)."""
     code = ("import sys; from dpir.methods import METHODS; from dpir.nets import ARCHS; from dpir.train import TRAINERS; "
-            "assert len(METHODS) == 9 and len(ARCHS) == 18 and len(TRAINERS) == 8, (len(METHODS), len(ARCHS), len(TRAINERS)); "
+            "assert len(METHODS) == 9 and len(ARCHS) == 21 and len(TRAINERS) == 8, (len(METHODS), len(ARCHS), len(TRAINERS)); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     import subprocess
 

@@ -35,6 +35,10 @@ ARCHS = Registry("architecture", returns="torch.nn:Module", entries={
     "fusion_unet": "dpir.nets.fusion_variants:FusionUNet",
     # burst backbone (BSRT family, deformable alignment)
     "bsrt": "dpir.nets.burst:BSRT",
+    # exact oracles of the linear-Gaussian world (dpir.gaussian: no weights, kwargs = the world's spec)
+    "gaussian_ir": "dpir.gaussian.oracles:GaussianIR",
+    "gaussian_denoiser": "dpir.gaussian.oracles:GaussianDenoiser",
+    "gaussian_fusion": "dpir.gaussian.oracles:GaussianFusion",
 })
 include(ARCHS, "archs")
 
