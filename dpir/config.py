@@ -176,10 +176,36 @@ def validate_config(config: dict) -> dict:
         raise DpirError(f"config key {where!r}: {e.message}")
     config = copy.deepcopy(config)
     _fill_defaults(config, schema, schema)
+    for key in ("out", "data_dir"):          # per-config output folders: results/<name>/, data/prepared/<name>/
+        config[key] = config[key].replace("{name}", config["name"])
     _check_references(config)
     _check_registered(config)
     config.update(private)
     return config
+
+
+def check_out_owner(config: dict) -> None:
+    """Refuse to run a config whose ``out`` folder holds another config's outputs.
+
+    The folder's owner is the ``name`` in the resolved config a run wrote there
+    (:func:`dpir.paths.resolved_config`).  Without this, a second config pointed at the same folder would
+    retrain into the first one's network folders, overwrite its results, and a dry run could answer
+    "Nothing to be done" with the other config's report.  Reads only; a fresh folder passes."""
+    import yaml
+
+    from dpir.paths import resolved_config
+
+    path = resolved_config(config)
+    if not path.exists():
+        return
+    try:
+        owner = (yaml.safe_load(path.read_text()) or {}).get("name", "default")
+    except yaml.YAMLError:
+        return                  # a damaged record: the run rewrites it
+    if owner != config["name"]:
+        raise DpirError(f"{config['out']} holds the outputs of config {owner!r}, not of this config "
+                        f"({config['name']!r}): give this config its own `name:` (outputs go to results/<name>/) "
+                        f"or its own `out:` folder; nothing was changed")
 
 
 def _name_sections(config: dict):

@@ -336,7 +336,7 @@ def test_sharded_restore_equals_unsharded(tmp_path):
         "tasks": {"sr": {"methods": {
             "indi_one": {"kind": "indi", "network": "indi_off", "steps": 3},
             "indi_two": {"kind": "indi", "network": "indi_off", "steps": 3, "shards": 2}}}}}))
-    run = [f"results/restored/sr/bundled/{m}/seed{s}/run.json" for m in ("indi_one", "indi_two") for s in (0,)]
+    run = [f"results/test/restored/sr/bundled/{m}/seed{s}/run.json" for m in ("indi_one", "indi_two") for s in (0,)]
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), "--cores", "2",
            "--configfile", str(ROOT / "config" / "test.yaml"), str(tmp_path / "shards.yaml"), "--"]
     # no separate dry run (~4 s of Snakefile parsing): the run's own log lists the jobs it ran
@@ -346,7 +346,7 @@ def test_sharded_restore_equals_unsharded(tmp_path):
     for job in ("restore_shard", "merge_shards", "import_official"):
         assert f"rule {job}:" in log
     assert "seed0.shard0of2/run.json" in log and "seed0.shard1of2/run.json" in log
-    one, two = (tmp_path / "results/restored/sr/bundled" / m / "seed0" for m in ("indi_one", "indi_two"))
+    one, two = (tmp_path / "results/test/restored/sr/bundled" / m / "seed0" for m in ("indi_one", "indi_two"))
     pngs = sorted(p.name for p in one.glob("*.png"))
     assert len(pngs) == 2 and pngs == sorted(p.name for p in two.glob("*.png"))
     assert all((one / p).read_bytes() == (two / p).read_bytes() for p in pngs)

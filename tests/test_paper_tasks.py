@@ -122,8 +122,8 @@ def test_paper_dry_run_deblur_and_burst_jobs(tmp_path):
         {("syntheticburst", "burst_bicubic", "0"), ("syntheticburst", "bsrt", "0")} | \
         {("syntheticburst", "dpir", s) for s in "012"}
     fusion_burst = next(j for rule, j in jobs if rule == "train" and j.get("wildcards") == "network=fusion_burst")
-    assert "data/prepared/burst/zurich/manifest.json" in fusion_burst["input"]
-    assert "results/networks/bsrt_burst/model.safetensors" in fusion_burst["input"]
+    assert "data/prepared/paper/burst/zurich/manifest.json" in fusion_burst["input"]
+    assert "results/paper/networks/bsrt_burst/model.safetensors" in fusion_burst["input"]
     assert not (tmp_path / "dl").exists() and not (tmp_path / "w").exists()
 
 

@@ -89,7 +89,7 @@ def test_injection_through_snakemake_runs_nothing(tmp_path):
             "--cores", "1", "--configfile", str(ROOT / "config" / "test.yaml")]
     r = subprocess.run([*base, bad], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode != 0 and "has the name" in (r.stdout + r.stderr)
-    target = "results/restored/sr/bundled/bicubic;touch${IFS}X;/seed0/run.json"
+    target = "results/test/restored/sr/bundled/bicubic;touch${IFS}X;/seed0/run.json"
     r = subprocess.run([*base, target], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert r.returncode != 0
     assert not (tmp_path / "X").exists() and not (ROOT / "X").exists()

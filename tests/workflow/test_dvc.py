@@ -49,13 +49,13 @@ def test_stage_dependencies_follow_imports():
     assert "dpir/methods/dpir.py" in stages["sr_dpir_jump"]["deps"] and "dpir/nets/fusion.py" in stages["sr_dpir_jump"]["deps"]
     # a method stage forces exactly its own Snakemake jobs and depends on its networks' folders
     assert stages["sr_indi"]["cmd"].endswith("--forcerun restore restore_shard merge_shards score")
-    assert "results/networks/indi" in stages["sr_indi"]["deps"]
-    assert {"results/networks/swinir_sr", "results/networks/mirnet_s"} <= set(stages["train_fusion_sr"]["deps"])
+    assert "results/default/networks/indi" in stages["sr_indi"]["deps"]
+    assert {"results/default/networks/swinir_sr", "results/default/networks/mirnet_s"} <= set(stages["train_fusion_sr"]["deps"])
     assert stages["sr_indi"]["params"] == [{"config/config.yaml": ["tasks.sr.methods.indi", "tasks.sr.scale",
                                                                    "tasks.sr.metrics", "tasks.sr.crop_border",
                                                                    "tasks.sr.seeds"]}]
     assert all(o[k]["persist"] for s in stages.values() for o in s["outs"] for k in o)
-    assert stages["report"]["metrics"] == [{"results/metrics.json": {"cache": False, "persist": True}}]
+    assert stages["report"]["metrics"] == [{"results/default/metrics.json": {"cache": False, "persist": True}}]
 
 
 def test_metrics_json_from_tables(tmp_path):
@@ -100,18 +100,18 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, monkeypatch):
     # Table 9 at paper size (rule paper_table9, ~40 s of META counting over config/paper.yaml) is an input
     # of the report that no stage here changes: a valid count file, newer than paper.yaml, stands in for it
     # (tests/test_paper_cost.py checks the count and `dpir plan --table9`).
-    t9 = paper_cost_path({"out": str(repo / "results")})
+    t9 = paper_cost_path({"out": str(repo / "results" / "test")})    # config/test.yaml: name test
     t9.parent.mkdir(parents=True)
     t9.write_text(json.dumps({"format": PAPER_TABLE9_FORMAT, "width": 1280, "height": 720, "tasks": [],
                               "config_sources": [], "rows": [], "count_seconds": 0}))
     first = _ran(run(sys.executable, "-m", "dvc", "repro"))
     assert first == {"prepare_tiny_bundled", "train_indi", "tiny_bicubic", "tiny_indi", "report"}
-    assert (repo / "results" / "report.md").exists()
-    assert not (repo / "results" / "logs" / "paper_table9.log").exists()      # the stand-in was used
+    assert (repo / "results" / "test" / "report.md").exists()
+    assert not (repo / "results" / "test" / "logs" / "paper_table9.log").exists()      # the stand-in was used
     shown = run(sys.executable, "-m", "dvc", "metrics", "show", "--md")
     assert "psnr_y" in shown and "indi" in shown
     plots = json.loads(run(sys.executable, "-m", "dvc", "plots", "show", "--json", stdout_only=True))
-    values = plots["data"]["results/tables/tiny_bundled.csv"][0]["content"]["data"]["values"]
+    values = plots["data"]["results/test/tables/tiny_bundled.csv"][0]["content"]["data"]["values"]
     assert {v["method"] for v in values} == {"bicubic", "indi"}
 
     with open(repo / "baselines" / "indi" / "sampler.py", "a") as fh:

@@ -34,14 +34,14 @@ def test_dry_run_lists_the_dag(finished):
 
 def test_report_tables_are_filled(finished):
     work, _ = finished
-    report = (work / "results" / "report.md").read_text()
+    report = (work / "results" / "test" / "report.md").read_text()
     assert "## Provenance" in report and "## Table 3: 4x super-resolution" in report
-    rows = list(csv.DictReader(open(work / "results" / "tables" / "sr_bundled.csv")))
+    rows = list(csv.DictReader(open(work / "results" / "test" / "tables" / "sr_bundled.csv")))
     methods = {r["method"] for r in rows}
     assert {"bicubic", "swinir"} <= methods
     for r in rows:
         assert float(r["psnr_y"]) > 10 and 0 < float(r["ssim_y"]) <= 1 and float(r["gmsd"]) >= 0
-    assert (work / "results" / "tables" / "sr_bundled.md").exists()
+    assert (work / "results" / "test" / "tables" / "sr_bundled.md").exists()
     # LPIPS/TOPIQ weights are not cached on CI: n/a with a footnote that says how to fix it
     if "n/a[^" in report:
         assert "Fix: `dpir fetch" in report
@@ -49,19 +49,19 @@ def test_report_tables_are_filled(finished):
 
 def test_ablation_tables_are_rendered(finished):
     work, _ = finished
-    text = (work / "results" / "ablations.md").read_text()
-    report = (work / "results" / "report.md").read_text()
+    text = (work / "results" / "test" / "ablations.md").read_text()
+    report = (work / "results" / "test" / "report.md").read_text()
     for title in ("Table 4: modularity", "Table 5: fusion variants", "Table 6: the choice of τ", "Table 7:",
                   "Table 8: acceleration", "Table 9: TFLOPs", "Table 10:", "Table 12: fusion robustness",
                   "Table 13: the choice of τ on deblurring"):
         assert title in text and title in report
     assert "Does our run agree with the paper?" in text and "**" in text
-    assert (work / "results" / "ablations" / "figures" / "t6_tau.png").stat().st_size > 5000
-    rows = list(csv.DictReader(open(work / "results" / "ablations" / "t4_modularity.csv")))
+    assert (work / "results" / "test" / "ablations" / "figures" / "t6_tau.png").stat().st_size > 5000
+    rows = list(csv.DictReader(open(work / "results" / "test" / "ablations" / "t4_modularity.csv")))
     assert [r["method"] for r in rows] == ["dpir_jump_ddim", "t4_udp_swinir", "t4_mirnet_rrdb", "t4_udp_rrdb"]
     assert all(float(r["psnr_y"]) > 10 for r in rows)
     # the shared row is one run: the ablation reused the main table's restoration
-    assert not (work / "results" / "restored" / "sr" / "bundled" / "t4_dpir_jump_ddim").exists()
+    assert not (work / "results" / "test" / "restored" / "sr" / "bundled" / "t4_dpir_jump_ddim").exists()
 
 
 def test_ablations_target_and_switch(tmp_path):
@@ -87,4 +87,4 @@ def test_config_typo_fails_before_any_job(tmp_path):
     r = snakemake(tmp_path, "-n", "--configfile", str(bad))
     assert r.returncode != 0
     assert "config key 'tasks.sr.seedz' is not a known setting" in r.stdout + r.stderr
-    assert not (tmp_path / "results" / "networks").exists()
+    assert not (tmp_path / "results" / "test" / "networks").exists()

@@ -11,11 +11,12 @@ from snakemake.exceptions import WorkflowError
 
 from dpir import paths as P
 from dpir import workflow_facts as F
-from dpir.config import NAME_PATTERN, ablation_tables, config_hash, enabled_tasks, method_config, validate_config
+from dpir.config import NAME_PATTERN, ablation_tables, check_out_owner, config_hash, enabled_tasks, method_config, validate_config
 from dpir.errors import DpirError
 
 try:
     CFG = validate_config(dict(config))
+    check_out_owner(CFG)            # each config its own folder: never another config's results
 except DpirError as e:
     raise WorkflowError(f"invalid config: {e}") from None
 CFG["_sources"] = [str(p) for p in workflow.configfiles]
