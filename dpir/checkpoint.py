@@ -8,10 +8,16 @@ Files are written to a temporary name and renamed, so a crash never leaves a hal
 ``model.json`` of a trained network records the hash of the training config it was trained with
 (``record.config_hash``, see :func:`training_hash`); :func:`check_trained_for` refuses a checkpoint
 whose hash differs from the config's current entry (trained by hand with other settings).
+
+``model.json`` of an imported network (``dpir import-official``) also records how the official test code
+runs it (``official_inference``: padding, precision, SRDiff's residual reference; :mod:`dpir.official`);
+:func:`load_network` puts that dict on the module as ``official_inference``, so every method that loads
+the network by name runs it the official way without a config key (:func:`official_inference`).
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,16 @@ from dpir.errors import DpirError
 
 MODEL_FILE = "model.safetensors"
 META_FILE = "model.json"
+#: what to do with keys of a checkpoint that do not fit the network (:func:`load_state`)
+KEY_POLICIES = ("error", "warn", "ignore")
+
+log = logging.getLogger(__name__)
+
+
+def official_inference(net: Any) -> dict[str, Any]:
+    """The official test-time protocol recorded with an imported network (``{}`` for one trained here)."""
+    inference = getattr(net, "official_inference", None)
+    return dict(inference) if isinstance(inference, dict) else {}
 
 
 def save_network(model: nn.Module, directory: str | os.PathLike, arch: str, kwargs: dict[str, Any],
@@ -70,6 +86,48 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], source: 
     model.load_state_dict(state, strict=True)
 
 
+def _show(keys: list[str], n: int = 6) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str, *, unexpected: str = "error",
+               missing: str = "error") -> dict[str, list[str]]:
+    """:func:`load_state_strict` with a policy for keys the file has but the network lacks (``unexpected``)
+    and keys the network has but the file lacks (``missing``): ``error`` (the strict message), ``warn``
+    (one warning listing them, then loaded without them: a missing parameter keeps its constructed value)
+    or ``ignore`` (the same, silently).  A tensor of the wrong shape is always an error: unlike a missing
+    key it cannot be a layout difference.  Returns the keys left out, ``{"unexpected": [...], "missing": [...]}``."""
+    for name, policy in (("unexpected", unexpected), ("missing", missing)):
+        if policy not in KEY_POLICIES:
+            raise ValueError(f"{name} key policy must be one of {KEY_POLICIES}, got {policy!r}")
+    own = model.state_dict()
+    extra = sorted(set(state) - set(own)) if unexpected != "error" else []
+    absent = sorted(set(own) - set(state)) if missing != "error" else []
+    for what, keys, policy in (("unexpected keys (not loaded)", extra, unexpected),
+                               ("missing keys (left at their initial values)", absent, missing)):
+        if keys and policy == "warn":
+            log.warning("%s does not fit %s: %s: %s", source, type(model).__name__, what, _show(keys, 20))
+    state = {k: v for k, v in state.items() if k not in extra}
+    state.update({k: own[k] for k in absent})
+    load_state_strict(model, state, source)
+    return {"unexpected": extra, "missing": absent}
+
+
+def select_params(obj: Any, prefer: tuple[str, ...], source: str) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict of a loaded checkpoint and the key it was under: the first of ``prefer`` (e.g.
+    BasicSR's ``params`` / ``params_ema``) that holds a dict, else the object itself (a raw state dict,
+    key ``None``).  A DDP ``module.`` prefix is stripped."""
+    key = None
+    if isinstance(obj, dict):
+        key = next((k for k in prefer if isinstance(obj.get(k), dict)), None)
+        if key is not None:
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        keys = f" under any of {', '.join(prefer)}" if prefer else ""
+        raise DpirError(f"{source} is not a state dict{keys} (nor a raw state dict); is it a checkpoint of this network?")
+    return {k.removeprefix("module."): v for k, v in obj.items()}, key
+
+
 def load_network(directory: str | os.PathLike, device: torch.device | str = "cpu",
                  expect_arch: str | None = None) -> nn.Module:
     """Rebuild and load a network saved by :func:`save_network`, in eval mode, gradients off.
@@ -90,6 +148,8 @@ def load_network(directory: str | os.PathLike, device: torch.device | str = "cpu
     from_state = getattr(resolve(ARCHS, "architecture", meta["arch"]), "from_state", None)
     model = from_state(state) if from_state else build_network(meta["arch"], **meta["kwargs"])
     load_state_strict(model, state, str(path))
+    if isinstance(meta.get("official_inference"), dict):    # how the official test code runs it
+        model.official_inference = dict(meta["official_inference"])
     model.to(device).eval().requires_grad_(False)
     return model
 

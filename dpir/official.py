@@ -17,21 +17,32 @@ Loaders by architecture (the file layouts differ):
 - ``srdiff``: :func:`baselines.srdiff.checkpoint.load_official` (Lightning-style ``state_dict.model``;
   unspecified architecture values are read off the tensor shapes and saved with the weights);
 - ``diffir_s1`` / ``diffir_s2``: :func:`baselines.diffir.checkpoint.load_official` (BasicSR file with
-  duplicated key families and schedule buffers);
+  duplicated key families and schedule buffers), unexpected keys listed in a warning (official
+  ``strict_load_g: False``, :data:`PROTOCOLS`);
 - ``rrdb``: BasicSR/ESRGAN "new" key layout (``conv_first``, ``body.N.rdbM.convK``, ``conv_body``,
   ``conv_up1``, ``conv_hr``, ``conv_last``; or the older ``RRDB_trunk``/``trunk_conv``/``upconv``/``HRconv``
-  names) is renamed to the sequential layout of spandrel's RRDBNet, then loaded strictly;
+  names; ``params`` over ``params_ema``) is renamed to the sequential layout of spandrel's RRDBNet, then
+  loaded strictly;
 - ``spandrel`` (no kwargs): any checkpoint spandrel detects (:func:`dpir.nets.foreign.load_foreign`); the
   detected facts (architecture, scale, channels, parameters, padding multiple) go into ``model.json`` as
   ``foreign``, and :func:`dpir.checkpoint.load_network` rebuilds the network from its saved weights;
-- everything else: :func:`dpir.nets.adapters.load_official`, which takes a raw state dict or one under
-  ``params_ema`` / ``params`` / ``state_dict``, strips a DDP ``module.`` prefix and loads strictly.  This
+- everything else: the state dict under the first of the row's ``prefer`` keys (:data:`PROTOCOLS`:
+  ``params`` first for SwinIR, ``params_ema`` / ``params`` / ``state_dict`` by default) or the raw file,
+  a DDP ``module.`` prefix stripped, loaded under the row's key policy (strict by default).  This
   covers SwinIR (``params``), FFTformer (the release file is a raw state dict, loaded strictly by the
   official test script; spandrel's FFTformer has the official module tree, so the names match), NAFNet,
   our own archs, and BSRT: the official code saves ``model.state_dict()`` raw (a ``module.`` prefix when
   saved from DDP), and :class:`dpir.nets.burst.BSRT` at the official configuration names every official
   parameter as the official code does (by construction; not checked against the real file, which is on
   Google Drive only); the official ``attn_mask`` buffers are dropped (ours are recomputed, not saved).
+
+Official test protocols (:data:`PROTOCOLS`, one row per architecture, each with its source): which
+entry of a file holding both ``params`` and ``params_ema`` the official test loads, what it does with
+keys that do not fit (an error, a warning listing them, or nothing), and how it runs the network --
+padding, precision, SRDiff's residual reference.  The run facts are saved in ``model.json`` as
+``official_inference``; :func:`dpir.checkpoint.load_network` puts them on the module, and the backbone
+rows, DP-IR's IR call (:func:`dpir.methods.simple.restore_padded`) and SRDiff read them from there, so
+config rows need nothing.
 
 The BSRT release is one Google Drive file whose format is not documented ("all pretrained model weights"):
 if it is a zip archive of checkpoints rather than one torch checkpoint, :func:`check_single_checkpoint`
@@ -42,6 +53,7 @@ from __future__ import annotations
 import logging
 import re
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +65,10 @@ from dpir.atomic import exclusive_lock, file_stamp
 from dpir.checkpoint import (
     META_FILE,
     MODEL_FILE,
-    load_state_strict,
+    load_state,
     read_meta,
     save_network,
+    select_params,
 )
 from dpir.config import network_config
 from dpir.errors import DpirError
@@ -154,6 +167,105 @@ def rrdb_from_sequential(state: dict[str, torch.Tensor], old: bool = False) -> d
 
 
 # --------------------------------------------------------------------------------------------
+# official test protocols
+
+@dataclass(frozen=True)
+class Protocol:
+    """How an architecture's official test code loads and runs its released weights.
+
+    ``prefer``: the entries of a BasicSR-style file tried in order (the first that holds a dict is the
+    state dict; a file with none of them is a raw state dict).  ``unexpected`` / ``missing``: the
+    :func:`dpir.checkpoint.load_state` policy (``error`` | ``warn`` | ``ignore``) for keys in the file the
+    network lacks / keys the network has that the file lacks.  ``pad_mode`` / ``pad_multiple``: the
+    test-time padding (:func:`dpir.methods.simple.pad_to_multiple`; ``pad_multiple`` None: the network's
+    window size, else no multiple recorded); ``precision``: the official forward's autocast;
+    ``extra``: architecture-specific facts (SRDiff's ``residual_reference``)."""
+
+    source: str
+    prefer: tuple[str, ...] = ("params_ema", "params", "state_dict")
+    unexpected: str = "error"
+    missing: str = "error"
+    pad_mode: str | None = None
+    pad_multiple: int | None = None
+    precision: str = "fp32"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def inference(self, model: nn.Module) -> dict[str, Any]:
+        """The run facts saved as ``official_inference`` in ``model.json``."""
+        out: dict[str, Any] = {"precision": self.precision, "source": self.source, **self.extra}
+        if self.pad_mode:
+            multiple = self.pad_multiple or getattr(model, "window_size", None)
+            out.update(pad_mode=self.pad_mode, **({"pad_multiple": int(multiple)} if multiple else {}))
+        return out
+
+
+#: per architecture; an architecture not listed gets :data:`DEFAULT_PROTOCOL`
+PROTOCOLS: dict[str, Protocol] = {
+    # JingyunLiang/SwinIR main_test_swinir.py: param_key_g = 'params' for classical/lightweight SR, denoising
+    # and JPEG ('params_ema' only for real-world SR, which this harness does not import); the whole file
+    # when the key is absent; load_state_dict(strict=True); the input flipped-and-concatenated to
+    # (h // window_size + 1) * window_size, the output cropped to scale * (h, w); fp32
+    "swinir": Protocol("JingyunLiang/SwinIR main_test_swinir.py", prefer=("params", "params_ema", "state_dict"),
+                       pad_mode="swinir_official"),
+    # BasicSR options/test/ESRGAN/test_RRDBNet_PSNR_x4.yml: strict_load_g true, no param_key_g, so
+    # SRModel's default 'params' (BaseModel.load_network falls back to 'params' only from 'params_ema');
+    # the original ESRGAN test.py loads a raw state dict strictly; SRModel.test pads nothing; fp32
+    "rrdb": Protocol("XPixelGroup/BasicSR options/test/ESRGAN/test_RRDBNet_PSNR_x4.yml, models/sr_model.py",
+                     prefer=("params", "params_ema", "state_dict")),
+    # kkkls/FFTformer test.py: torch.load of a raw state dict, load_state_dict(strict=True); reflect-pad
+    # to a multiple of 32 where needed, crop to (h, w) (our PaddedFFTformer does the same inside); fp32
+    "fftformer": Protocol("kkkls/FFTformer test.py", pad_mode="reflect", pad_multiple=32),
+    # Algolzw/BSRT code/synthetic/bsrt: model/__init__.py Model.load -> load_state_dict(strict=True) of the
+    # raw file; model/bsrt.py decorates BSRT.forward with torch.cuda.amp.autocast() (fp16 on CUDA, whatever
+    # --precision says); test_synburst.py pads nothing and casts the output with .float()
+    "bsrt": Protocol("Algolzw/BSRT code/synthetic/bsrt/model/bsrt.py (@autocast forward), model/__init__.py",
+                     precision="fp16"),
+    # Zj-BinXia/DiffIR DiffIR-SRGAN/options/test_DiffIRS2_GAN_x4.yml and DiffIR-demotionblur/options/
+    # test_DiffIRS2.yml (also the RealSR ones): param_key_g params_ema, strict_load_g False: BasicSR's
+    # load_network logs the keys that differ and loads the rest.  Unexpected keys are listed and dropped as
+    # there; a missing key stays an error: the official run would leave that layer at its random
+    # initialisation, which no published number comes from; fp32
+    "diffir_s1": Protocol("Zj-BinXia/DiffIR options/test_DiffIRS2_GAN_x4.yml (strict_load_g: False)",
+                          prefer=("params_ema", "params"), unexpected="warn"),
+    "diffir_s2": Protocol("Zj-BinXia/DiffIR options/test_DiffIRS2_GAN_x4.yml (strict_load_g: False)",
+                          prefer=("params_ema", "params"), unexpected="warn"),
+    # LeiaLi/SRDiff utils/utils.py load_checkpoint: state_dict['model'], load_state_dict (strict); the
+    # residual's reference is utils/dataset.py's img_lr_up = imresize(img_lr / 256, sr_scale): MATLAB
+    # bicubic (a = -0.5) of the uint8 LR divided by 256, not 255 (baselines.srdiff.sampler.lr_reference); fp32
+    "srdiff": Protocol("LeiaLi/SRDiff utils/utils.py load_checkpoint, utils/dataset.py img_lr_up",
+                       extra={"residual_reference": "official"}),
+}
+#: NAFNet, our own architectures and anything else: strict, the EMA copy first (BasicSR's test options)
+DEFAULT_PROTOCOL = Protocol("BasicSR test options (param_key_g params_ema where an EMA copy exists; strict_load_g true)")
+
+
+def protocol(arch: str) -> Protocol:
+    return PROTOCOLS.get(arch, DEFAULT_PROTOCOL)
+
+
+def read_official_file(path: Path, prefer: tuple[str, ...]) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict of an official file under the protocol's key preference, and the key it was under
+    (None: a raw state dict)."""
+    if not path.exists():
+        raise DpirError(f"checkpoint {path} does not exist; fetch it with `dpir fetch` or fix the path in the config")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 -- torch raises several types for files that are not checkpoints
+        raise DpirError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); re-download it") from None
+    return select_params(obj, prefer, str(path))
+
+
+def _recomputed_buffers(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Swin-style ``attn_mask`` / ``relative_position_index`` buffers: official files may carry them (or
+    not) while ours are recomputed at construction, so the file's are dropped and ours filled in."""
+    own = model.state_dict()
+    recomputed = ("attn_mask", "relative_position_index")
+    out = {k: v for k, v in state.items() if k in own or not k.endswith(recomputed)}
+    out.update({k: v for k, v in own.items() if k not in out and k.endswith(recomputed)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 
 def check_single_checkpoint(path: Path, where: str = "official") -> None:
     """Refuse a zip archive of several files (a release bundle) with the names inside.  A torch
@@ -190,19 +302,21 @@ def load_official_network(arch: str, kwargs: dict[str, Any], path: Path) -> tupl
         if betas is not None:
             inferred["T"] = int(betas.numel())
         full = {**inferred, **kwargs}
+        # the reference is recorded in official_inference (import_official), the kwargs stay the architecture's
         return load_official(path, **full), full
+    rule = protocol(arch)
     if arch in ("diffir_s1", "diffir_s2"):
         from baselines.diffir.checkpoint import load_official
 
-        return load_official(path, arch.removeprefix("diffir_"), "cpu", **kwargs), kwargs
+        return load_official(path, arch.removeprefix("diffir_"), "cpu", prefer=rule.prefer,
+                             on_unexpected=rule.unexpected, on_missing=rule.missing, **kwargs), kwargs
     from dpir.nets import build_network
-    from dpir.nets.adapters import load_official, read_official_state
 
     model = build_network(arch, **kwargs)
+    state, _ = read_official_file(path, rule.prefer)
     if arch == "rrdb":
-        load_state_strict(model, rrdb_to_sequential(read_official_state(path)), str(path))
-    else:
-        load_official(model, path)
+        state = rrdb_to_sequential(state)
+    load_state(model, _recomputed_buffers(model, state), str(path), unexpected=rule.unexpected, missing=rule.missing)
     return model, kwargs
 
 
@@ -244,6 +358,9 @@ def import_official(config: dict, network: str) -> Path:
             kwargs, extra["foreign"] = {}, foreign.facts()
         else:
             model, kwargs = load_official_network(arch, cfg_kwargs, path)
+            extra["official_inference"] = protocol(arch).inference(model)
+            if arch == "srdiff" and "reference" in kwargs:    # the config chose SRDiff's reference itself
+                extra["official_inference"].pop("residual_reference", None)
         # the old model.json goes first: a crash while saving never leaves new weights under old metadata
         (out_dir / META_FILE).unlink(missing_ok=True)
         save_network(model, out_dir, arch, kwargs, official_source=source, official_path=str(path),

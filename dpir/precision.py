@@ -11,6 +11,11 @@ API for a job (training: :mod:`dpir.train.loop`; restore jobs use the same three
     check_precision(precision, device, key)   # one-line DpirError for an unsupported setting
     setup_backends(device, tf32=True)         # TF32 on CUDA (call once per process)
     with autocast(precision, device): ...     # the forward pass
+
+An imported network may also carry its official inference precision (``official_inference.precision`` in
+its ``model.json``, :mod:`dpir.official`: BSRT's official forward is decorated with CUDA autocast, fp16);
+:func:`network_autocast` runs one network call under it, with fp16 mapped to bf16 on the CPU, which has
+no fp16 autocast (the CPU tests exercise the same path in bf16).
 """
 from __future__ import annotations
 
@@ -69,3 +74,18 @@ def to_memory_format(batch: dict, channels_last: bool) -> dict:
         return batch
     return {k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.dim() == 4 else v
             for k, v in batch.items()}
+
+
+def network_precision(precision: str | None, device: torch.device | str) -> str:
+    """The precision one network call runs under on ``device``: ``precision`` (``None``: fp32), with fp16
+    (CUDA only) replaced by bf16 on other devices."""
+    precision = precision or "fp32"
+    if precision not in PRECISIONS:
+        raise DpirError(f"network precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return "bf16" if precision == "fp16" and torch.device(device).type != "cuda" else precision
+
+
+def network_autocast(precision: str | None, device: torch.device | str):
+    """:func:`autocast` of one network call at its own precision (:func:`network_precision`); ``None`` or
+    fp32 adds nothing, so an enclosing autocast (a method entry's ``precision``) still applies."""
+    return autocast(network_precision(precision, device), device)

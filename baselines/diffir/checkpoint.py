@@ -15,7 +15,9 @@ Key mapping official -> ours (our parameter names equal the official ones otherw
   recomputed from (timesteps, linear_start, linear_end), so ``diffusion.betas`` is checked against it.
 
 Anything else that does not fit raises :class:`dpir.errors.DpirError` naming the missing and unexpected
-keys (:func:`dpir.checkpoint.load_state_strict`).
+keys (:func:`dpir.checkpoint.load_state`), unless ``on_unexpected`` / ``on_missing`` say otherwise: the
+official test options load with ``strict_load_g: False``, and ``dpir import-official`` follows them for
+unexpected keys (listed in a warning, not loaded; :data:`dpir.official.PROTOCOLS`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import os
 import torch
 from torch import nn
 
-from dpir.checkpoint import load_state_strict
+from dpir.checkpoint import load_state, select_params
 from dpir.diffusion import Schedule
 from dpir.errors import DpirError, UnknownNameError
 
@@ -57,8 +59,9 @@ def official_buffers(sched: Schedule) -> dict[str, torch.Tensor]:
     return {f"diffusion.{k}": values[k].float() for k in SCHEDULE_BUFFERS}
 
 
-def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The state dict of an official file (``params_ema`` over ``params``), keys not yet mapped."""
+def read_official(path: str | os.PathLike, prefer: tuple[str, ...] = ("params_ema", "params")) -> dict[str, torch.Tensor]:
+    """The state dict of an official file (the first of ``prefer`` present: ``params_ema`` over ``params``,
+    as the official ``param_key_g: params_ema``), keys not yet mapped (a ``module.`` prefix is stripped)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -66,14 +69,11 @@ def read_official(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                         f"official release (see REFERENCE.md) and point the config at it") from None
     except Exception as e:  # noqa: BLE001 - pickle and zip errors come in many types
         raise DpirError(f"cannot read {path} as a PyTorch checkpoint ({e}); is it a DiffIR .pth file?") from None
-    if isinstance(obj, dict) and "params_ema" in obj:
-        obj = obj["params_ema"]
-    elif isinstance(obj, dict) and "params" in obj:
-        obj = obj["params"]
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise DpirError(f"{path} holds neither a 'params_ema'/'params' state dict nor a bare state dict; "
-                        f"is it a BasicSR network file?")
-    return dict(obj)
+    try:
+        return select_params(obj, prefer, str(path))[0]
+    except DpirError:
+        raise DpirError(f"{path} holds neither a {'/'.join(repr(k) for k in prefer)} state dict nor a bare "
+                        f"state dict; is it a BasicSR network file?") from None
 
 
 def map_official(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
@@ -91,17 +91,19 @@ def map_official(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor
     return out, betas
 
 
-def load_official(path: str | os.PathLike, stage: str, device: torch.device | str = "cpu",
-                  **kwargs) -> nn.Module:
+def load_official(path: str | os.PathLike, stage: str, device: torch.device | str = "cpu", *,
+                  prefer: tuple[str, ...] = ("params_ema", "params"), on_unexpected: str = "error",
+                  on_missing: str = "error", **kwargs) -> nn.Module:
     """Build :class:`DiffIRS1` (``stage="s1"``) or :class:`DiffIRS2` (``"s2"``) from an official file.
 
     ``kwargs`` are the constructor arguments (``task="sr"`` or ``"deblur"`` gives the official
-    architecture).  The module is returned in eval mode with gradients off.
+    architecture); ``prefer`` / ``on_unexpected`` / ``on_missing``: :func:`read_official`'s key order and
+    :func:`dpir.checkpoint.load_state`'s policies.  The module is returned in eval mode with gradients off.
     """
     if stage not in STAGES:
         raise UnknownNameError("DiffIR stage", stage, STAGES)
     model = STAGES[stage](**kwargs)
-    state, betas = map_official(read_official(path))
+    state, betas = map_official(read_official(path, prefer))
     if betas is not None and isinstance(model, DiffIRS2):
         ours = torch.tensor(model.schedule().betas[1:])
         if betas.shape != ours.shape or not torch.allclose(betas.double(), ours, rtol=1e-5, atol=1e-7):
@@ -110,5 +112,5 @@ def load_official(path: str | os.PathLike, stage: str, device: torch.device | st
                 f"network is configured with timesteps={model.timesteps}, linear_start={model.linear_start}, "
                 f"linear_end={model.linear_end} (betas={[round(float(b), 6) for b in ours]}); set these kwargs "
                 f"to the values of the official config")
-    load_state_strict(model, state, str(path))
+    load_state(model, state, str(path), unexpected=on_unexpected, missing=on_missing)
     return model.to(device).eval().requires_grad_(False)

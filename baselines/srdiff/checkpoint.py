@@ -20,7 +20,9 @@ official key                                       ours
 The architecture (RRDB nf/nb/gc, scale, U-Net hidden size and channel multipliers, T) is read off the
 tensor shapes, so the DF2K (dim_mults 1,2,3,4) and CelebA (1,2,2,4) models both load; keyword arguments
 override what was inferred.  ``res_rescale`` and the cosine ``s`` are not stored in the file: they take the
-official values (2.0, 0.008) unless given.  Any other difference (weight norm, attention, ``up_proj``,
+official values (2.0, 0.008) unless given.  How the weights are run is the caller's: the ``srdiff`` method's
+``official:`` and ``dpir import-official`` (``official_inference`` in ``model.json``) both measure the residual
+against the official reference (``imresize(lr / 256, 4)``, :func:`baselines.srdiff.sampler.lr_reference`).  Any other difference (weight norm, attention, ``up_proj``,
 a file of another model) fails with a :class:`DpirError` naming the missing and unexpected keys.
 """
 from __future__ import annotations

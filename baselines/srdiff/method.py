@@ -3,6 +3,8 @@ the package's DDPM chain (:func:`baselines.srdiff.sampler.sample`, an eps -> x0 
 :func:`dpir.diffusion.full_chain`).
 
 One restore = 1 RRDB pass (the LR condition, computed once) + T U-Net passes, so NFE = T + 1 = 101.
+The residual's reference ``up(LR)`` is the network's (:meth:`SRDiffNet.lr_reference`): PyTorch bicubic for
+networks trained here, the official ``imresize(lr / 256, 4)`` for imported official weights.
 Sizes: the LR input is replicate-padded at the bottom/right so the HR size is a multiple of the U-Net's
 ``2 ** (levels - 1)``, and the output is cropped back to ``scale * (h, w)`` and clipped to [0, 1].
 """
@@ -13,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from baselines.common.blocks import bicubic_up, pad_to_multiple
+from baselines.common.blocks import pad_to_multiple
 from baselines.srdiff.nets import SRDiffNet
 from baselines.srdiff.sampler import from_residual, sample
 from dpir.diffusion import cosine_schedule
@@ -39,7 +41,7 @@ class SRDiff(Method):
         h, w = y.shape[-2:]
         with torch.no_grad():
             lr = pad_to_multiple(y, net.lr_multiple)
-            up = bicubic_up(lr, s)
+            up = net.lr_reference(lr)       # the network's residual reference (torch, or the official one)
             cond = net.encode(lr)
             batch = up.shape[0]
 
@@ -69,6 +71,8 @@ def build(method_cfg: dict[str, Any], ctx: BuildContext) -> SRDiff:
         from baselines.srdiff.checkpoint import load_official
 
         net = load_official(method_cfg["official"])
+        # official weights, run as the official test runs them (dpir.official.PROTOCOLS["srdiff"])
+        net.official_inference = {"residual_reference": "official"}
     elif "network" in method_cfg:
         from dpir.checkpoint import load_network
 

@@ -172,11 +172,21 @@ class SRDiffNet(nn.Module):
     The process constants (``T``, ``cosine_s``, ``res_rescale``) are not used by the layers; they live
     here so a checkpoint says how it was trained and the method samples with the same values.
     Defaults are the official DIV2K/DF2K 4x configuration.
+
+    ``reference``: the upsampled LR the residual is measured against (:func:`baselines.srdiff.sampler.lr_reference`:
+    ``torch``, the default of networks trained here, or ``official``); an imported network's recorded
+    ``official_inference.residual_reference`` takes precedence (:attr:`residual_reference`).
     """
 
     def __init__(self, rrdb: dict | None = None, hidden: int = 64, dim_mults: Sequence[int] = (1, 2, 3, 4),
-                 scale: int = 4, res_rescale: float = 2.0, T: int = 100, cosine_s: float = 0.008):
+                 scale: int = 4, res_rescale: float = 2.0, T: int = 100, cosine_s: float = 0.008,
+                 reference: str = "torch"):
         super().__init__()
+        from baselines.srdiff.sampler import REFERENCES
+
+        if reference not in REFERENCES:
+            raise DpirError(f"SRDiffNet kwargs: reference must be 'torch' or 'official', got {reference!r}")
+        self.reference = reference
         rrdb = dict(RRDB_DEFAULTS if rrdb is None else rrdb)
         if rrdb.setdefault("scale", scale) != scale:
             raise DpirError(f"SRDiffNet kwargs: rrdb.scale {rrdb['scale']} differs from scale {scale}; drop rrdb.scale")
@@ -193,6 +203,20 @@ class SRDiffNet(nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.denoise_fn(x_t, t, cond)
+
+    @property
+    def residual_reference(self) -> str:
+        """The reference this network's residuals are measured against: an imported network's official
+        one (``official_inference``, set by :func:`dpir.checkpoint.load_network` from ``model.json`` or by
+        the method's ``official:`` path), else the ``reference`` kwarg."""
+        inference = getattr(self, "official_inference", None)
+        return (inference or {}).get("residual_reference", self.reference)
+
+    def lr_reference(self, lr: torch.Tensor) -> torch.Tensor:
+        """``up(lr)`` for the residual (:func:`baselines.srdiff.sampler.lr_reference`)."""
+        from baselines.srdiff.sampler import lr_reference
+
+        return lr_reference(lr, self.scale, self.residual_reference)
 
     @property
     def lr_multiple(self) -> int:

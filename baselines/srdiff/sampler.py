@@ -14,6 +14,13 @@ What SRDiff diffuses (Li et al. 2022, Sec. 3.1): the HR residual
 convention.  With our [0, 1] images that is ``r_0 = 2 * res_rescale * (HR - up(LR))``: the factor 2 is the
 [0, 1] -> [-1, 1] change of range, kept so that official weights see the numbers they were trained on
 (with res_rescale = 2 a residual of +-0.25 in [0, 1] units fills [-1, 1]).
+
+The reference ``up(LR)`` (:func:`lr_reference`, chosen by the network's ``reference``): ``torch`` (the
+default of networks trained here: :func:`baselines.common.blocks.bicubic_up`, PyTorch's bicubic, a = -0.75)
+or ``official``, what the official data path computes (utils/dataset.py:
+``img_lr_up = imresize(img_lr / 256, sr_scale)`` on the uint8 LR, then normalised to [-1, 1]): MATLAB
+bicubic (a = -0.5, symmetric borders; :func:`dpir.data.degrade.bicubic_resize`) of ``LR * 255 / 256`` in
+our [0, 1] units.  Imported official weights use ``official``: their residuals were learnt against it.
 """
 from __future__ import annotations
 
@@ -25,7 +32,28 @@ from dpir.diffusion import Schedule, cosine_schedule, eps_to_x0, full_chain
 from dpir.diffusion.samplers import EpsModel
 from dpir.rng import Generators
 
-__all__ = ["EpsModel", "Schedule", "cosine_schedule", "from_residual", "q_sample", "sample", "to_residual"]
+__all__ = ["REFERENCES", "EpsModel", "Schedule", "cosine_schedule", "from_residual", "lr_reference", "q_sample",
+           "sample", "to_residual"]
+
+#: the upsampled LR the residual is measured against (module docstring)
+REFERENCES = ("torch", "official")
+#: the official data path divides the uint8 LR by 256 (not 255) before upsampling it
+OFFICIAL_LR_FACTOR = 255.0 / 256.0
+
+
+def lr_reference(lr: torch.Tensor, scale: int, reference: str = "torch") -> torch.Tensor:
+    """``up(LR)``, SRDiff's residual reference, of (B, C, h, w) LR images in [0, 1] (module docstring)."""
+    if reference == "torch":
+        from baselines.common.blocks import bicubic_up
+
+        return bicubic_up(lr, scale)
+    if reference == "official":
+        from dpir.data.degrade import bicubic_resize
+
+        if lr.device.type == "meta":     # `dpir plan` counts on META: the numpy resize counts no FLOPs anyway
+            return lr.new_empty((*lr.shape[:-2], lr.shape[-2] * scale, lr.shape[-1] * scale))
+        return bicubic_resize(lr * OFFICIAL_LR_FACTOR, float(scale)).to(device=lr.device, dtype=lr.dtype)
+    raise ValueError(f"SRDiff reference must be one of {REFERENCES}, got {reference!r}")
 
 
 def to_residual(hr: torch.Tensor, up: torch.Tensor, res_rescale: float) -> torch.Tensor:

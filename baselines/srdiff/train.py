@@ -17,7 +17,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from baselines.common.blocks import bicubic_up
 from baselines.srdiff.nets import RRDBNet, SRDiffNet
 from baselines.srdiff.sampler import q_sample, to_residual
 from dpir.checkpoint import load_state_strict
@@ -68,7 +67,7 @@ def srdiff(net_cfg: dict[str, Any], ctx: TrainContext) -> TrainSpec:
         model.rrdb.eval()
         with torch.no_grad():
             cond = model.encode(lq)
-            r0 = to_residual(gt, bicubic_up(lq, model.scale), model.res_rescale)
+            r0 = to_residual(gt, model.lr_reference(lq), model.res_rescale)   # the kwarg `reference`
         b = gt.shape[0]
         t = randint(1, model.T + 1, (b,), generator)
         eps = randn(r0.shape, generator, device=r0.device)
