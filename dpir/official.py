@@ -45,8 +45,10 @@ rows, DP-IR's IR call (:func:`dpir.methods.simple.restore_padded`) and SRDiff re
 config rows need nothing.
 
 The BSRT release is one Google Drive file whose format is not documented ("all pretrained model weights"):
-if it is a zip archive of checkpoints rather than one torch checkpoint, :func:`check_single_checkpoint`
-stops with the member names, and the config's ``official:`` should name the unpacked BSRT-Small file.
+its registry entry ``bsrt_weights`` has ``member`` globs, so ``dpir fetch`` takes the synthetic BSRT-Small
+checkpoint out of it if it is an archive (or uses it as is if it is one checkpoint), and
+:func:`resolve_official` gets that file.  :func:`check_single_checkpoint` still refuses a bundle given as
+a path (naming its members).
 """
 from __future__ import annotations
 

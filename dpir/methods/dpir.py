@@ -87,7 +87,7 @@ class DPIR(Method):
     def __init__(self, ir: nn.Module, denoiser: nn.Module, fusion: nn.Module, schedule: Schedule, tau: int,
                  ddim_stride: int | None = None, mode: Mode = "jump", clip_x0: bool = True,
                  variance: Literal["beta", "posterior"] = "beta", eta: float = 0.0, ir_pad_multiple: int = 1,
-                 consistency: Consistency | None = None):
+                 consistency: Consistency | None = None, ir_precision: str | None = "network"):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if (mode == "ccdf") != (consistency is not None):
@@ -110,6 +110,9 @@ class DPIR(Method):
         # the IR net's input is padded to this multiple (cropped after): SwinIR's internal reflect padding
         # to whole windows fails on images smaller than a window (dpir.methods.simple.default_pad_multiple)
         self.ir_pad_multiple = max(1, int(ir_pad_multiple))
+        # the IR net's autocast: its own official inference precision ("network", e.g. BSRT's fp16 autocast),
+        # or None where the method entry sets `precision` (the caller's autocast then applies)
+        self.ir_precision = ir_precision
         steps = self.reverse_steps()
         sampler = "ancestral" if self.ddim_stride is None else f"DDIM (stride {self.ddim_stride}, eta {self.eta:g})"
         start = {"jump": "one-step jump to", "noised_start": "forward-noised IR estimate at",
@@ -165,7 +168,7 @@ class DPIR(Method):
 
         if self.mode == "ccdf" and meta is not None:
             raise ValueError("mode 'ccdf' has no data-consistency step for bursts")
-        x0_ir = restore_padded(self.ir, y, self.ir_pad_multiple)
+        x0_ir = restore_padded(self.ir, y, self.ir_pad_multiple, precision=self.ir_precision)
         if meta is not None:
             from dpir.isp import srgb_batch
 
@@ -291,7 +294,8 @@ def build(method_cfg: dict[str, Any], ctx: BuildContext) -> DPIR:
     if pad_multiple is None:
         pad_multiple = default_pad_multiple(nets["ir"], ctx.task or {})
     return DPIR(nets["ir"], nets["denoiser"], nets["fusion"], schedule, tau, ddim_stride=stride, mode=mode,
-                clip_x0=clip_x0, variance=variance, eta=eta, ir_pad_multiple=pad_multiple, consistency=consistency)
+                clip_x0=clip_x0, variance=variance, eta=eta, ir_pad_multiple=pad_multiple, consistency=consistency,
+                ir_precision=None if "precision" in method_cfg else "network")
 
 
 def ccdf_consistency(ctx: BuildContext) -> Consistency:
