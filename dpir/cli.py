@@ -221,8 +221,20 @@ def cmd_fetch(args):
     if args.list or not args.names:
         print(fetch.format_status_table(fetch.status()))
         return
+    if args.stamp and len(args.names) != 1:
+        raise DpirError("--stamp records one entry: `dpir fetch NAME --stamp FILE`")
     for name in args.names:
-        print(f"{name}: {fetch.fetch(name, force=args.force, progress=not args.quiet)}")
+        path = fetch.fetch(name, force=args.force, progress=not args.quiet)
+        print(f"{name}: {path}")
+        if args.stamp:          # the workflow's fetch job: its output records what was verified, and where
+            import json
+
+            from dpir.atomic import atomic_write_text
+            from dpir.fetch import registry
+
+            entry = registry.get(name)
+            atomic_write_text(args.stamp, json.dumps({"name": entry.name, "path": str(path),
+                                                       "sha256": registry.expected(entry)[0]}, indent=2))
 
 
 def cmd_import_official(args):
@@ -314,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="download anew; the file is replaced only once verified")
     sp.add_argument("--forget", action="store_true", help="drop the recorded hash of NAMES (registry.lock.json) "
                     "and their local verified stamp; with --force, then download anew")
+    sp.add_argument("--stamp", metavar="FILE", help="after verifying NAME, write FILE recording its name, path and "
+                    "sha256 (the output of the workflow's fetch job)")
     sp = add("import-official", cmd_import_official, "load a network's official checkpoint (config `official:`, "
              "a fetch name or a path) and save it where `dpir train` would (no training)")
     sp.add_argument("--network", required=True)

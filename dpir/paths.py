@@ -112,6 +112,16 @@ SHARD_NAME = RUN_NAME + "_shard{k}of{n}"
 MERGE_NAME = RUN_NAME + "_merge"
 
 
+def fetch_stamp(config: dict, entry: str) -> Path:
+    """The record of a verified fetch registry entry (rule fetch; ``dpir fetch NAME --stamp``): the input
+    of the jobs that read the entry, so downloads are their own (local) jobs."""
+    return Path(config["out"]) / "fetched" / f"{entry}.json"
+
+
+def fetch_stamp_pattern(config: dict) -> str:
+    return str(fetch_stamp(config, "{entry}"))
+
+
 def manifest_pattern(config: dict) -> str:
     return str(manifest(config, "{task}", "{dataset}"))
 

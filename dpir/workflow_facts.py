@@ -253,6 +253,30 @@ def needed_networks(config: dict) -> list[str]:
     return [n for n in config["networks"] if n in chain]
 
 
+def paper_fetch_names(ds_cfg: dict, split: str, scale: int) -> list[str]:
+    """The fetch registry entries a paper dataset's ``split`` is read from (:mod:`dpir.data.paper`, which
+    calls this too); none when the split is given by ``path`` / ``train_path`` or is not a paper kind."""
+    key = "train_path" if split == "train" and ds_cfg.get("train_path") else "path"
+    if ds_cfg.get(key):
+        return []
+    kind = ds_cfg.get("kind")
+    if kind == "div2k":
+        d_split = ds_cfg.get("split", "valid") if split == "test" else "train"
+        lr = ds_cfg.get("lr", "regenerate")
+        return [f"div2k_{d_split}_hr"] + ([f"div2k_{d_split}_lr_x{scale}"] if lr == "official" else [])
+    return {("gopro", "test"): ["gopro"], ("gopro", "train"): ["gopro"], ("hide", "test"): ["hide"],
+            ("syntheticburst", "test"): ["syntheticburst_val"],
+            ("zurich", "train"): ["zurich_raw2rgb"]}.get((kind, split), [])
+
+
+def dataset_fetches(config: dict, task: str, dataset: str) -> list[str]:
+    """Every registry entry ``dpir prepare --task T --dataset D`` reads (both splits, which it prepares):
+    the inputs of the prepare job, each made by its own fetch job (rule fetch)."""
+    scale = int(config["tasks"][task].get("scale", 4))
+    names = [n for split in ("train", "test") for n in paper_fetch_names(config["datasets"][dataset], split, scale)]
+    return list(dict.fromkeys(names))
+
+
 def prepared_datasets(config: dict) -> list[tuple[str, str]]:
     """Every (task, dataset) prepared: those of the runs and of the needed networks' training."""
     pairs = [(t, d) for t, d, _, _ in all_runs(config)]

@@ -316,8 +316,9 @@ def test_paper_dry_run_imports_official_and_trains_the_rest(tmp_path):
     # deblur: 2 datasets x (3 deterministic + 2 competitor checkpoints (nafnet_official, restormer) + 3 stochastic
     #     x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
     assert counts["restore"] == (3 + 5 * 3 + 2 + 3 + 3) + 2 * (3 + 2 + 3 * 3) + (2 + 3)
-    # the export of rrdb_checkpoint's file; no download job yet (fetching happens inside the jobs)
-    assert counts["export_network"] == 1
+    # the export of rrdb_checkpoint's file; one download job per registry entry (tests/test_fetch_rules.py):
+    # 8 dataset archives, 4 official backbones, 4 competitor checkpoints
+    assert counts["export_network"] == 1 and counts["fetch"] == 8 + 4 + 4
 
 
 # ------------------------------------------------------------------------------------------- shards

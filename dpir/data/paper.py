@@ -41,6 +41,7 @@ import torch
 from dpir.data.images import read_image
 from dpir.data.layouts import Pair, div2k_pairs, gopro_pairs, hide_pairs, zurich_raw2rgb
 from dpir.errors import DpirError
+from dpir.workflow_facts import paper_fetch_names
 
 Loader = Callable[[], tuple[torch.Tensor, list[str], "torch.Tensor | RawBurst | None"]]
 #: paper dataset kind -> what it is (the loaders are :func:`source_images`; the table of every
@@ -121,7 +122,8 @@ def source_images(ds_cfg: dict, split: str, task_cfg: dict | None = None) -> lis
         scale = int((task_cfg or {}).get("scale") or DIV2K_DEFAULT_SCALE)
         lr = ds_cfg.get("lr", "regenerate")
         d_split = ds_cfg.get("split", "valid") if split == "test" else "train"
-        names = [f"div2k_{d_split}_hr"] + ([f"div2k_{d_split}_lr_x{scale}"] if lr == "official" else [])
+        # the same names the workflow's fetch jobs make (dpir.workflow_facts.paper_fetch_names)
+        names = paper_fetch_names(ds_cfg, split, scale) or [f"div2k_{d_split}_hr"]
         root = _root(ds_cfg, split, names)
         return _items(div2k_pairs(root, d_split, scale, lr), with_lq=lr == "official")
     if kind == "gopro":

@@ -105,6 +105,8 @@ def method_nets(w):
     ckpt = checkpoint_input(mcfg)
     if ckpt:
         files.append(ckpt)
+    elif mcfg.get("kind") == "checkpoint" and (entry := fetch_entry(F.expand_path(CFG, mcfg["path"]))):
+        files += fetch_stamps([entry])        # a registry name: downloaded by its own fetch job
     if F.is_outputs(mcfg) and not mcfg.get("make"):
         folder = F.expand_path(CFG, mcfg["path"], task=w.task, dataset=w.dataset)
         if Path(folder).is_dir():           # a missing folder: `dpir restore` names it
@@ -146,10 +148,42 @@ def tflops_nets(w):
 
 # ---- input functions of fetch.smk and shard.smk (kept here: `snakemake --lint` flags rule files with functions)
 
+def fetch_entry(spec):
+    """The registry entry named by ``spec`` (a name or an alias), or None for a path."""
+    from dpir.fetch import registry
+
+    if not isinstance(spec, str) or Path(spec).name != spec or spec.endswith((".pth", ".pt", ".ckpt", ".safetensors")):
+        return None
+    try:
+        return registry.get(spec).name
+    except DpirError:
+        return None
+
+
+def fetch_stamps(names):
+    """The fetch jobs' outputs for registry entries ``names`` (rule fetch)."""
+    return [str(P.fetch_stamp(CFG, n)) for n in dict.fromkeys(names)]
+
+
+def prepare_input(w):
+    """A paper dataset's archives, each downloaded and verified by its own fetch job first."""
+    return fetch_stamps(F.dataset_fetches(CFG, w.task, w.dataset))
+
+
 def official_input(w):
-    """A plain path is an input (its mtime reruns the import); a fetch name is resolved by the job."""
+    """A plain path is an input (its mtime reruns the import); a fetch name is its fetch job's output."""
     spec = str(CFG["networks"][w.network]["official"])
-    return [spec] if Path(spec).is_file() else []
+    entry = fetch_entry(spec)
+    return fetch_stamps([entry]) if entry else ([spec] if Path(spec).is_file() else [])
+
+
+def fetch_entries():
+    """Every registry entry the DAG reads: paper datasets, official weights, checkpoint rows' files."""
+    names = [n for t, d in F.prepared_datasets(CFG) for n in F.dataset_fetches(CFG, t, d)]
+    names += [fetch_entry(str(CFG["networks"][n]["official"])) for n in F.needed_networks(CFG) if F.is_official(CFG, n)]
+    names += [fetch_entry(F.expand_path(CFG, m["path"])) for t in enabled_tasks(CFG)
+              for m in F.all_methods(CFG, t).values() if m.get("kind") == "checkpoint"]
+    return sorted({n for n in names if n})
 
 
 def shards_of(task, method):

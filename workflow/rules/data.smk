@@ -1,4 +1,6 @@
 rule prepare:
+    input:
+        prepare_input,
     output:
         manifest=P.manifest_pattern(CFG),
     params:

@@ -13,6 +13,23 @@ OFFICIAL_NETWORKS = sorted(n for n in CFG["networks"] if F.is_official(CFG, n))
 
 ruleorder: import_official > train
 
+FETCH_ENTRIES = fetch_entries()
+
+
+rule fetch:
+    """Download and verify one registry entry (resumable, checksum-verified, unpacked); its stamp is the
+    input of the jobs that read it.  A local rule: on clusters, downloads run where the network is (the
+    login node), never on compute nodes, and a dry run lists them."""
+    output:
+        P.fetch_stamp_pattern(CFG),
+    wildcard_constraints:
+        entry="|".join(re.escape(n) for n in FETCH_ENTRIES) or "(?!)",
+    localrule: True
+    log:
+        P.job_log_pattern(CFG, "fetch", "{entry}"),
+    shell:
+        "{DPIR} fetch -q {wildcards.entry:q} --stamp {output:q} > {log:q} 2>&1"
+
 
 rule import_official:
     input:
