@@ -17,6 +17,7 @@ include: "workflow/rules/restore.smk"
 include: "workflow/rules/shard.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/protocols.smk"
+include: "workflow/rules/gaussian.smk"
 
 
 localrules:

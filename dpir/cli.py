@@ -189,6 +189,15 @@ def cmd_protocols(args):
     print(f"wrote {out} and {md} ({len(data['tables'])} tables, {data['seconds']:.1f} s)")
 
 
+def cmd_gaussian(args):
+    from dpir.report.gaussian import write_gaussian
+
+    cfg = _config(args)
+    out, data = write_gaussian(cfg)
+    print(f"wrote {out}, {out.with_suffix('.md')} and {out.with_name('pd_plane.png')} "
+          f"({len(data['degradations'])} degradations, {data['seconds']:.1f} s)")
+
+
 def cmd_tflops(args):
     from dpir.tflops import write_tflops
 
@@ -320,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
         "<out>/ablations.md and <out>/ablations/")
     add("protocols", cmd_protocols, "re-score the restored images of the main tables under each published "
         "protocol (SR Y/RGB and crops, the official SyntheticBurst score, LPIPS alex/vgg) -> <out>/protocols/")
+    add("gaussian", cmd_gaussian, "the exact Gaussian world (config `gaussian:`): exact D, P and the "
+        "perception-distortion bound of DP-IR's samplers with oracle parts -> <out>/gaussian/")
     sp = add("fetch", cmd_fetch, "download and verify paper-scale datasets and weights (or --list their state)")
     sp.add_argument("names", nargs="*")
     sp.add_argument("--list", action="store_true")

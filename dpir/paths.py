@@ -90,6 +90,11 @@ def protocols(config: dict) -> Path:
     return Path(config["out"]) / "protocols" / "protocols.json"
 
 
+def gaussian_dir(config: dict) -> Path:
+    """The exact Gaussian-world section (``dpir gaussian``): gaussian.json, gaussian.md, pd_plane.png."""
+    return Path(config["out"]) / "gaussian"
+
+
 def resolved_config(config: dict) -> Path:
     """The config the workflow resolved, written when a run starts; every job reads it (``--config``)."""
     return Path(config["out"]) / ".config" / "resolved.yaml"

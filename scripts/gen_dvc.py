@@ -11,6 +11,7 @@ Snakemake's own bookkeeping:
     import_<network>          snakemake --force <model>   (official weights)  -> results/networks/<network>
     <task>_<method>           snakemake <scores> --forcerun restore ... score -> results/{restored,scores}/...
     protocols                 snakemake --forcerun protocols                  -> results/protocols/protocols.{json,md}
+    gaussian                  snakemake --forcerun gaussian   (if configured) -> results/gaussian/gaussian.{json,md}, pd_plane.png
     report                    snakemake --forcerun report; scripts/gen_dvc.py metrics -> report.md, tables, metrics.json
 
 The stages are the Snakefile's own targets, from the same facts (dpir.workflow_facts: prepared datasets,
@@ -242,12 +243,19 @@ def build(config_paths: list[str]) -> dict:
         _params(raw, ["report.protocols", "enabled_tasks"]
                 + [f"tasks.{t}.{k}" for t in enabled_tasks(cfg) for k in ("metrics", "crop_border", "scale")]),
         [str(protocols), str(protocols.with_suffix(".md"))])
+    # the exact Gaussian world (dpir.report.gaussian): config and bundled photos only, when configured
+    gaussian = [str(P.gaussian_dir(cfg) / "gaussian.json")] if cfg.get("gaussian") else []
+    if gaussian:
+        stages["gaussian"] = _stage(
+            smk(gaussian, "--forcerun gaussian"),
+            common + ["workflow/rules/gaussian.smk"] + closure(["dpir.report.gaussian"]),
+            _params(raw, ["gaussian"]), [str(P.gaussian_dir(cfg))])
     tables = [table_name(t, ds) for t in enabled_tasks(cfg) for ds in cfg["tasks"][t]["test_datasets"]]
     out = cfg["out"]
     report = _stage(
         smk([P.report(cfg)], "--forcerun report") + f" && python scripts/gen_dvc.py metrics {P.tables_dir(cfg)} {out}/metrics.json",
         common + ["workflow/rules/report.smk", "scripts/gen_dvc.py", "config/paper.yaml"]   # Table 9 at paper size
-        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs + [str(protocols)],
+        + closure(["dpir.report.report", "dpir.report.ablations", "dpir.tflops"]) + score_dirs + [str(protocols)] + gaussian,
         _params(raw, ["report", "description", "enabled_tasks", "run_ablations", "ablations"]),
         [str(P.report(cfg))] + [f"{P.tables_dir(cfg)}/{n}.md" for n in tables]
         + ([f"{out}/ablations"] if ablation_tables(cfg) else []))

@@ -159,6 +159,8 @@ def _predicted_jobs(c) -> Counter:
         jobs[("export_network", f)] += 1
     jobs[("report", str(P.report(c)))] += 1
     jobs[("protocols", str(P.protocols(c)))] += 1
+    if c.get("gaussian"):                          # the exact Gaussian world (dpir.report.gaussian)
+        jobs[("gaussian", str(P.gaussian_dir(c) / "gaussian.json"))] += 1
     jobs[("paper_table9", str(paper_cost_path(c)))] += 1     # Table 9 at paper size, counted for the report
     if ablation_tables(c):
         jobs[("ablations", str(P.ablations(c)))] += 1

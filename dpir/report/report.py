@@ -190,6 +190,18 @@ def _protocols_section(config: dict) -> list[str]:
     return ["## Protocol sensitivity", "", intro, "", markdown(data), ""]
 
 
+def _undertrained_lines(config: dict, task: str, ds: str) -> list[str]:
+    """The rows of this table trained here that score below the task's trivial baseline
+    (:mod:`dpir.report.undertrained`), one flagged line each."""
+    from dpir.report.undertrained import footnotes, undertrained
+
+    tcfg = config["tasks"][task]
+    records = [r for r in load_scores(config["out"], task) if r["dataset"] == ds and r["method"] in tcfg["methods"]]
+    labels = {name: m.get("label", name) for name, m in tcfg["methods"].items()}
+    lines = footnotes(undertrained(config, task, records), labels)
+    return [*lines, ""] if lines else []
+
+
 def render_report(config: dict) -> Path:
     tables = render_tables(config)
     fig_dir = paths.figures_dir(config)
@@ -204,6 +216,7 @@ def render_report(config: dict) -> Path:
     top = parts.index("## Provenance")      # the claims table goes first, right under the description
     for task, ds, t in tables:
         parts += [f"## {t.title}", "", t.markdown(), ""]
+        parts += _undertrained_lines(config, task, ds)
         parts += _derived_sections(config, rep_cfg, task, ds, claims, checks)
         x = _perceptual_axis(t)
         y = next((m for m in (config["tasks"][task].get("metrics") or []) if m.startswith("psnr")), None)
@@ -220,6 +233,9 @@ def render_report(config: dict) -> Path:
                       f"bootstrap intervals).{note}*", ""]
         parts += _crops_section(config, task, ds, t, fig_dir, report_path.parent)
     parts += _protocols_section(config)
+    from dpir.report.gaussian import section as gaussian_section
+
+    parts += gaussian_section(config, report_path.parent)      # the exact Gaussian world (`dpir gaussian`)
     from dpir.report.paper_cost import paper_cost_path, read_table9, table9_section
 
     t9 = paper_cost_path(config)

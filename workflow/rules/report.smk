@@ -43,6 +43,7 @@ rule report:
         paper_table9=str(paper_cost_path(CFG)),
         ablations=ablation_inputs(),
         protocols=str(P.protocols(CFG)),
+        gaussian=[str(P.gaussian_dir(CFG) / "gaussian.json")] if CFG.get("gaussian") else [],
     output:
         report=REPORT,
         tables=directory(str(P.tables_dir(CFG))),
