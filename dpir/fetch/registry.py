@@ -27,13 +27,18 @@ is.  ``sha256``/``size`` are those of the download (the container), as for every
 
 The hosts of ``urls`` (and Google Drive for ``gdrive_id``) are replaced by a mirror when $DPIR_MIRROR is
 set (:func:`dpir.fetch.download.mirror_url`); the hashes stay the registry's.
+
+$DPIR_REGISTRY_OVERRIDES (tests of fixtures only; never needed by users): the path of a JSON file
+``{NAME: {"sha256": ..., "size": ...}}`` whose values replace those of the named entries (and drop their
+``sha256_prefix``), so that miniature stand-ins of the real files (:mod:`dpir.rehearsal`) verify against
+the committed registry with nothing else changed.  Real downloads always check the published hashes.
 """
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -45,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 # Module attributes (not constants baked into functions) so tests can point them at fixtures.
 REGISTRY_PATH = HERE / "registry.json"
 DEFAULT_LOCK_PATH = HERE / "registry.lock.json"
+OVERRIDES_VAR = "DPIR_REGISTRY_OVERRIDES"
 
 KINDS = ("dataset", "weights")
 ARCHIVES = ("zip", "tar")
@@ -185,6 +191,7 @@ def entries() -> dict[str, Entry]:
         if e.name in out:
             raise DpirError(f"{REGISTRY_PATH}: entry {e.name!r} is listed twice")
         out[e.name] = e
+    out = _overridden(out)
     taken = set(out)
     for e in out.values():
         for a in e.aliases:
@@ -192,6 +199,32 @@ def entries() -> dict[str, Entry]:
                 raise DpirError(f"{REGISTRY_PATH}: alias {a!r} of entry {e.name!r} is already a name or "
                                 f"an alias of another entry; rename it")
             taken.add(a)
+    return out
+
+
+def _overridden(table: dict[str, Entry]) -> dict[str, Entry]:
+    """``table`` with the sha256/size of $DPIR_REGISTRY_OVERRIDES applied (a test-only setting for
+    fixtures that stand in for the real files; see the module docstring).  Unset: ``table`` itself."""
+    value = os.environ.get(OVERRIDES_VAR, "").strip()
+    if not value:
+        return table
+    fix = f"point {OVERRIDES_VAR} at a JSON file {{NAME: {{\"sha256\": ..., \"size\": ...}}}} or unset it"
+    try:
+        doc = json.loads(Path(value).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise DpirError(f"${OVERRIDES_VAR}={value}: cannot read it ({e}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise DpirError(f"${OVERRIDES_VAR}={value}: expected a JSON object of entries; {fix}")
+    out = dict(table)
+    for name, rec in doc.items():
+        if name not in out:
+            raise DpirError(f"${OVERRIDES_VAR}={value}: {name!r} is not an entry of {REGISTRY_PATH}; {fix}")
+        sha, size = (rec.get("sha256"), rec.get("size")) if isinstance(rec, dict) else (None, None)
+        if not (isinstance(sha, str) and _HEX64.match(sha)) or isinstance(size, bool) or \
+                not isinstance(size, int) or size < 0:
+            raise DpirError(f"${OVERRIDES_VAR}={value}: entry {name!r} needs a 64-hex-digit 'sha256' and a "
+                            f"non-negative integer 'size' (got {rec!r}); {fix}")
+        out[name] = replace(out[name], sha256=sha, size=size, sha256_prefix=None)
     return out
 
 
