@@ -371,6 +371,14 @@ def _check_references(config: dict) -> None:
                 raise DpirError(f"config key 'ablations.methods.{tname}.{mname}': the task already has a method "
                                 f"{mname!r}; list it in the table's rows instead of redefining it")
             _check_networks(f"ablations.methods.{tname}.{mname}", m, networks)
+    for i, aname in enumerate(abl.get("enabled_tables") or []):
+        if aname not in (abl.get("tables") or {}):
+            import difflib
+
+            close = difflib.get_close_matches(aname, list(abl.get("tables") or {}), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise DpirError(f"config key 'ablations.enabled_tables[{i}]': {aname!r} is not a table of "
+                            f"ablations.tables.{hint}")
     for aname, table in (abl.get("tables") or {}).items():
         where = f"ablations.tables.{aname}"
         if table["task"] not in config["tasks"]:

@@ -157,12 +157,15 @@ def enabled_tasks(config: dict) -> list[str]:
 
 
 def ablation_tables(config: dict) -> dict:
-    """The ablation tables whose task is enabled, or {} when ``run_ablations`` is false."""
+    """The ablation tables whose task is enabled (and, when ``ablations.enabled_tables`` is set, that it
+    names), or {} when ``run_ablations`` is false."""
     if not config.get("run_ablations", True):
         return {}
-    tables = (config.get("ablations") or {}).get("tables") or {}
+    abl = config.get("ablations") or {}
+    tables = abl.get("tables") or {}
+    chosen = abl.get("enabled_tables")
     on = set(enabled_tasks(config))
-    return {name: t for name, t in tables.items() if t["task"] in on}
+    return {name: t for name, t in tables.items() if t["task"] in on and (chosen is None or name in chosen)}
 
 
 def ablation_methods(config: dict, task: str) -> dict:

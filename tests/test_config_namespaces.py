@@ -75,3 +75,14 @@ def test_paper_dry_run_beside_a_finished_default_run(tmp_path):
     r = _snakemake(tmp_path, CONFIG / "paper.yaml", tmp_path / "into_default.yaml")
     assert r.returncode != 0
     assert "results/default holds the outputs of config 'default', not of this config ('paper')" in r.stdout + r.stderr
+
+
+def test_enabled_ablation_tables():
+    from dpir.workflow_facts import ablation_tables
+
+    cfg = load_config([CONFIG / "config.yaml", CONFIG / "test.yaml"])
+    assert sorted(ablation_tables(cfg)) == sorted(cfg["ablations"]["enabled_tables"])
+    assert len(ablation_tables(load_config([CONFIG / "config.yaml"]))) == len(cfg["ablations"]["tables"])
+    with pytest.raises(DpirError, match=r"'ablations.enabled_tables\[0\]': 't6_tauu' is not a table of "
+                                        r"ablations.tables. Did you mean 't6_tau'\?"):
+        load_config([CONFIG / "config.yaml"], {"ablations": {"enabled_tables": ["t6_tauu"]}})

@@ -191,8 +191,12 @@ def _tiny_nets(tmp_path: Path) -> Path:
         "bsrt_tiny": ("bsrt", dict(burst_size=2, embed_dim=8, depths=[1], num_heads=[2], window_size=8, mlp_ratio=1.0,
                                    num_feat=4, groups=2, flow=False, extract="conv", trunk="swin", base_skip=True)),
     }
+    from dpir.diffusion.estimator import denoiser_range, fusion_range
+
+    facts = {"mirnet_tiny": {"trained_for": denoiser_range(0.0, 1e3, "uniform")},        # DP-IR's range check
+             "fusion_tiny": {"trained_for": fusion_range(20, {"T": 20, "beta_start": 1e-4, "beta_end": 2e-2})}}
     for name, (arch, kwargs) in specs.items():
-        save_network(build_network(arch, **kwargs), tmp_path / "nets" / name, arch, kwargs)
+        save_network(build_network(arch, **kwargs), tmp_path / "nets" / name, arch, kwargs, **facts.get(name, {}))
     return tmp_path / "nets"
 
 

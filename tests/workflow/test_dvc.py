@@ -105,7 +105,8 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, monkeypatch):
     t9.write_text(json.dumps({"format": PAPER_TABLE9_FORMAT, "width": 1280, "height": 720, "tasks": [],
                               "config_sources": [], "rows": [], "count_seconds": 0}))
     first = _ran(run(sys.executable, "-m", "dvc", "repro"))
-    assert first == {"prepare_tiny_bundled", "train_indi", "tiny_bicubic", "tiny_indi", "report"}
+    # + the protocol table of the restored PNGs and the exact Gaussian world (config/test.yaml: 8x8)
+    assert first == {"prepare_tiny_bundled", "train_indi", "tiny_bicubic", "tiny_indi", "protocols", "gaussian", "report"}
     assert (repo / "results" / "test" / "report.md").exists()
     assert not (repo / "results" / "test" / "logs" / "paper_table9.log").exists()      # the stand-in was used
     shown = run(sys.executable, "-m", "dvc", "metrics", "show", "--md")
@@ -116,5 +117,5 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, monkeypatch):
 
     with open(repo / "baselines" / "indi" / "sampler.py", "a") as fh:
         fh.write("\n# an edit that DVC must notice\n")
-    assert _ran(run(sys.executable, "-m", "dvc", "repro")) == {"train_indi", "tiny_indi", "report"}
+    assert _ran(run(sys.executable, "-m", "dvc", "repro")) == {"train_indi", "tiny_indi", "protocols", "report"}
     assert _ran(run(sys.executable, "-m", "dvc", "repro")) == set()
