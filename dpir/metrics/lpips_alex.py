@@ -24,17 +24,16 @@ from dpir.metrics.base import Metric
 from dpir.metrics.weights import first_line, require_package, require_weights
 
 
-def load_alexnet_trunk(lpips_net: torch.nn.Module, path: Path) -> None:
-    """Load torchvision's AlexNet state dict (``features.<i>.*``) into lpips' sliced trunk.
+def load_torchvision_trunk(lpips_net: torch.nn.Module, path: Path, trunk: str, fix: str) -> None:
+    """Load a torchvision state dict (``features.<i>.*``: AlexNet, VGG-16) into lpips' sliced trunk.
 
-    lpips splits ``alexnet().features`` into ``slice1..slice5`` and keeps each layer's index in
-    ``features`` as its name inside the slice, so ``features.3.weight`` is ``slice2.3.weight``.
-    """
+    lpips splits ``<net>().features`` into ``slice1..sliceN`` and keeps each layer's index in ``features``
+    as its name inside the slice, so ``features.3.weight`` is ``slice2.3.weight``.  ``trunk`` names the
+    expected network and ``fix`` the command that gets the file again, for the one-line errors."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 -- a truncated download or an HTML error page raise several types
-        raise DpirError(f"cannot read {path} ({type(e).__name__}: {first_line(e)}); "
-                        f"delete it and run `dpir fetch lpips_alex` again") from None
+        raise DpirError(f"cannot read {path} ({type(e).__name__}: {first_line(e)}); delete it and {fix}") from None
     mapped = {}
     for slice_name, block in lpips_net.named_children():
         for idx, _ in block.named_children():
@@ -46,9 +45,14 @@ def load_alexnet_trunk(lpips_net: torch.nn.Module, path: Path) -> None:
     missing = sorted(set(own) - set(mapped))
     bad = sorted(k for k in set(own) & set(mapped) if own[k].shape != mapped[k].shape)
     if missing or bad:
-        raise DpirError(f"{path} is not torchvision's AlexNet state dict (missing: {missing[:4]}, wrong shapes: {bad[:4]}); "
-                        f"delete it and run `dpir fetch lpips_alex` again")
+        raise DpirError(f"{path} is not torchvision's {trunk} state dict (missing: {missing[:4]}, wrong shapes: "
+                        f"{bad[:4]}); delete it and {fix}")
     lpips_net.load_state_dict(mapped, strict=True)
+
+
+def load_alexnet_trunk(lpips_net: torch.nn.Module, path: Path) -> None:
+    """torchvision's AlexNet into lpips' sliced trunk (:func:`load_torchvision_trunk`)."""
+    load_torchvision_trunk(lpips_net, path, "AlexNet", "run `dpir fetch lpips_alex` again")
 
 
 class LPIPSAlex(Metric):

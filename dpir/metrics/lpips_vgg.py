@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from dpir.errors import DpirError, MetricUnavailable
+from dpir.errors import MetricUnavailable
 from dpir.metrics.base import Metric
-from dpir.metrics.weights import WeightsFile, first_line, require_package
+from dpir.metrics.weights import WeightsFile, require_package
 
 VGG16 = WeightsFile(
     "lpips_vgg", "checkpoints/vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth",
@@ -34,25 +34,10 @@ def fix_command() -> str:
 
 
 def load_trunk(lpips_net: torch.nn.Module, path: Path) -> None:
-    """torchvision's ``features.<i>.*`` into lpips' sliced trunk (``slice<k>.<i>.*``, the index kept)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 -- a truncated download or an HTML error page raise several types
-        raise DpirError(f"cannot read {path} ({type(e).__name__}: {first_line(e)}); delete it and download "
-                        f"it again: {fix_command()}") from None
-    mapped = {}
-    for slice_name, block in lpips_net.named_children():
-        for idx, _ in block.named_children():
-            for key in ("weight", "bias"):
-                if f"features.{idx}.{key}" in state:
-                    mapped[f"{slice_name}.{idx}.{key}"] = state[f"features.{idx}.{key}"]
-    own = lpips_net.state_dict()
-    missing = sorted(set(own) - set(mapped))
-    bad = sorted(k for k in set(own) & set(mapped) if own[k].shape != mapped[k].shape)
-    if missing or bad:
-        raise DpirError(f"{path} is not torchvision's VGG-16 state dict (missing: {missing[:4]}, wrong shapes: "
-                        f"{bad[:4]}); delete it and download it again: {fix_command()}")
-    lpips_net.load_state_dict(mapped, strict=True)
+    """torchvision's VGG-16 into lpips' sliced trunk (:func:`dpir.metrics.lpips_alex.load_torchvision_trunk`)."""
+    from dpir.metrics.lpips_alex import load_torchvision_trunk
+
+    load_torchvision_trunk(lpips_net, path, "VGG-16", f"download it again: {fix_command()}")
 
 
 class LPIPSVgg(Metric):
