@@ -177,6 +177,17 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
+def _stated_range(rec: dict | None, key: str, role: str, name: str, where: str, fix: str) -> dict | None:
+    """A part's ``trained_for`` record when it states ``key``; None for a part exact everywhere; one-line
+    refusal when nothing shows where the part is valid."""
+    if rec is not None and rec.get("any"):
+        return None
+    if rec is None or key not in rec:
+        raise DpirError(f"{where}: {role} network {name!r} records no trained {'noise' if key == 'sigma' else 't'} "
+                        f"range (model.json 'trained_for'); {fix}")
+    return rec
+
+
 def check_ranges(schedule: Schedule, steps: Sequence[int], denoiser: tuple[str, dict | None],
                  fusion: tuple[str, dict | None] | None, where: str, schedule_record: dict[str, Any]) -> None:
     """Refuse a sampler that would call a network outside what it was trained on.
@@ -188,12 +199,9 @@ def check_ranges(schedule: Schedule, steps: Sequence[int], denoiser: tuple[str, 
     t_lo, t_hi = min(steps), max(steps)
     s_lo, s_hi = float(schedule.sigma_tilde(t_lo)), float(schedule.sigma_tilde(t_hi))
     name, rec = denoiser
-    if rec is not None and rec.get("any"):
-        pass
-    elif rec is None or "sigma" not in rec:
-        raise DpirError(f"{where}: denoiser network {name!r} records no trained noise range (model.json "
-                        f"'trained_for'); retrain it with `dpir train` (or re-import it) so its range is known")
-    else:
+    rec = _stated_range(rec, "sigma", "denoiser", name, where,
+                        "retrain it with `dpir train` (or re-import it) so its range is known")
+    if rec is not None:
         lo, hi = (float(v) for v in rec["sigma"])
         if s_hi > hi * (1 + RANGE_RTOL) or s_lo < lo * (1 - RANGE_RTOL):
             t_last = schedule.t_for_sigma_tilde(hi)
@@ -204,11 +212,9 @@ def check_ranges(schedule: Schedule, steps: Sequence[int], denoiser: tuple[str, 
     if fusion is None:
         return
     name, rec = fusion
-    if rec is not None and rec.get("any"):
+    rec = _stated_range(rec, "t", "fusion", name, where, "retrain it with `dpir train`")
+    if rec is None:
         return
-    if rec is None or "t" not in rec:
-        raise DpirError(f"{where}: fusion network {name!r} records no trained t range (model.json 'trained_for'); "
-                        f"retrain it with `dpir train`")
     trained_sched = rec.get("schedule") or {}
     mismatch = {k: (trained_sched.get(k), v) for k, v in schedule_record.items() if k != "name"
                 and trained_sched.get(k) is not None and float(trained_sched[k]) != float(v)}
