@@ -88,18 +88,28 @@ def _expanded_size(node, memo: dict, limit: int) -> int:
     return n
 
 
+# libyaml's parser when PyYAML was built with it (every wheel is): the config is read by every job, and the
+# pure-Python parser took ~0.5 s of each job's start-up on paper.yaml + an overlay
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def parse_yaml_text(text: str, source: str) -> Any:
     """Safe-load YAML text, refusing alias bombs; errors are one line naming ``source``."""
+    loader = _SAFE_LOADER(text)      # one parse: the node graph is size-checked, then constructed
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None and _expanded_size(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
             raise DpirError(f"{source}: its YAML aliases expand to more than {MAX_YAML_NODES:,} values (an alias "
                             f"bomb?); write the repeated parts out or use fewer nested aliases")
-        return yaml.safe_load(text)
+        return loader.construct_document(node)
     except yaml.YAMLError as e:
         raise DpirError(f"{source} is not valid YAML: {yaml_error_line(e)}") from None
     except RecursionError:
         raise DpirError(f"{source}: its YAML is nested too deeply") from None
+    finally:
+        loader.dispose()
 
 
 def read_yaml(path: str | Path) -> dict:
@@ -178,10 +188,46 @@ def validate_config(config: dict) -> dict:
     _fill_defaults(config, schema, schema)
     for key in ("out", "data_dir"):          # per-config output folders: results/<name>/, data/prepared/<name>/
         config[key] = config[key].replace("{name}", config["name"])
-    _check_references(config)
+    _check_references(config, private.get("_switched_off") or {})
+    if off := _select_methods(config, private.get("_switched_off") or {}):
+        private["_switched_off"] = off
     _check_registered(config)
     config.update(private)
     return config
+
+
+def _select_methods(config: dict, off: dict) -> dict:
+    """Apply ``tasks.<task>.enabled_methods``: the task keeps only the named rows (in ``methods`` order), so
+    every consumer (the DAG, restore, the tables) sees one selection.  Names were checked against the full
+    method list first (:func:`_check_references`, so a typo in a row that is switched off is still caught);
+    an enabled ablation table may not read a row that is switched off.  Returns every task's switched-off
+    names (``off``: those of an earlier validation of this config, kept in its private ``_switched_off`` key,
+    which the resolved config a workflow writes carries, so re-validating a selected config passes)."""
+    import difflib
+
+    abl = config.get("ablations") or {}
+    off = {t: list(v) for t, v in off.items()}
+    for tname, task in config["tasks"].items():
+        chosen = task.get("enabled_methods")
+        if chosen is None:
+            continue
+        for i, m in enumerate(chosen):
+            if m not in task["methods"]:
+                close = difflib.get_close_matches(m, list(task["methods"]), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise DpirError(f"config key 'tasks.{tname}.enabled_methods[{i}]': {m!r} is not a method of "
+                                f"tasks.{tname}.methods.{hint}")
+        off[tname] = list(dict.fromkeys([*off.get(tname, []), *(k for k in task["methods"] if k not in chosen)]))
+        task["methods"] = {k: v for k, v in task["methods"].items() if k in chosen}
+    for aname, table in ablation_tables(config).items():
+        task = config["tasks"][table["task"]]
+        known = {**task["methods"], **((abl.get("methods") or {}).get(table["task"]) or {})}
+        for row in table.get("rows", []):
+            if row not in known:
+                raise DpirError(f"config key 'ablations.tables.{aname}.rows': row {row!r} is switched off by "
+                                f"tasks.{table['task']}.enabled_methods; enable it there, or leave the table out "
+                                f"of ablations.enabled_tables")
+    return {t: v for t, v in off.items() if v}
 
 
 def check_out_owner(config: dict) -> None:
@@ -350,8 +396,10 @@ def _check_degradation(where: str, task: dict) -> None:
                         f"Allowed: name, {', '.join(sorted(keys))}")
 
 
-def _check_references(config: dict) -> None:
-    """Cross-references the schema cannot express: names of datasets, networks, methods."""
+def _check_references(config: dict, off: dict | None = None) -> None:
+    """Cross-references the schema cannot express: names of datasets, networks, methods (``off``: rows an
+    earlier validation switched off with ``enabled_methods``, known though no longer defined)."""
+    off = off or {}
     datasets, networks = config["datasets"], config["networks"]
     for tname, task in config["tasks"].items():
         for ds in task["test_datasets"]:
@@ -389,7 +437,7 @@ def _check_references(config: dict) -> None:
                             f"{table['task']!r} ({', '.join(task['test_datasets'])})")
         known = {**task["methods"], **((abl.get("methods") or {}).get(table["task"]) or {})}
         for row in table.get("rows", []):
-            if row not in known:
+            if row not in known and row not in off.get(table["task"], ()):
                 err = UnknownNameError(f"method of task {table['task']!r} or ablations.methods.{table['task']}", row, known)
                 raise DpirError(f"config key '{where}.rows': {err}")
         for i, e in enumerate(table.get("expect") or []):

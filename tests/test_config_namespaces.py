@@ -86,3 +86,50 @@ def test_enabled_ablation_tables():
     with pytest.raises(DpirError, match=r"'ablations.enabled_tables\[0\]': 't6_tauu' is not a table of "
                                         r"ablations.tables. Did you mean 't6_tau'\?"):
         load_config([CONFIG / "config.yaml"], {"ablations": {"enabled_tables": ["t6_tauu"]}})
+
+
+def test_enabled_methods_select_rows_everywhere_and_refuse_bad_names():
+    """tasks.<task>.enabled_methods keeps only the named rows (the DAG, restore and the tables read one
+    selection); a typo, or an enabled ablation table reading a row switched off, is one line naming the key."""
+    from dpir.workflow_facts import all_runs
+
+    sel = {"tasks": {"sr": {"enabled_methods": ["swinir", "bicubic"]}}, "run_ablations": False}
+    cfg = load_config([CONFIG / "config.yaml"], sel)
+    assert list(cfg["tasks"]["sr"]["methods"]) == ["bicubic", "swinir"]         # the methods' own order
+    assert {m for t, _, m, _ in all_runs(cfg) if t == "sr"} == {"bicubic", "swinir"}
+    assert load_config([CONFIG / "config.yaml"], {})["tasks"]["sr"]["methods"].keys() > {"bicubic", "swinir"}
+    from dpir.config import validate_config
+    assert validate_config(dict(cfg))["tasks"]["sr"]["methods"].keys() == {"bicubic", "swinir"}   # idempotent
+    with pytest.raises(DpirError, match=r"^config key 'tasks.sr.enabled_methods\[1\]': 'swinirr' is not a method "
+                                        r"of tasks.sr.methods. Did you mean 'swinir'\?$"):
+        load_config([CONFIG / "config.yaml"], {"tasks": {"sr": {"enabled_methods": ["bicubic", "swinirr"]}}})
+    with pytest.raises(DpirError, match=r"^config key 'ablations.tables.t10_ddim.rows': row 'dpir_jump' is switched "
+                                        r"off by tasks.sr.enabled_methods; enable it there, or leave the table out "
+                                        r"of ablations.enabled_tables$"):
+        load_config([CONFIG / "config.yaml"], {"tasks": {"sr": {"enabled_methods": ["bicubic"]}},
+                                              "ablations": {"enabled_tables": ["t10_ddim"]}})
+
+
+def test_metric_weights_are_fetch_jobs_only_where_the_config_asks():
+    from dpir.workflow_facts import metric_fetches
+
+    paper = load_config([CONFIG / "config.yaml", CONFIG / "paper.yaml"])
+    assert metric_fetches(paper, "sr") == ["lpips_alexnet", "topiq_nr_koniq", "timm_resnet50"]
+    default = load_config([CONFIG / "config.yaml"])
+    assert default["fetch_metric_weights"] is False and metric_fetches(default, "sr") == []
+
+
+def test_a_selected_config_round_trips_through_its_resolved_yaml(tmp_path):
+    """The workflow writes its (selected) config to resolved.yaml and every job re-validates it: the rows
+    switched off are remembered there, so tables that read them (switched off too) still validate."""
+    import yaml
+
+    sel = {"tasks": {"sr": {"enabled_methods": ["bicubic", "swinir", "dpir_jump", "dpir_jump_ddim"]}},
+           "ablations": {"enabled_tables": ["t10_ddim"]}}
+    cfg = load_config([CONFIG / "config.yaml"], sel)
+    assert "dpir_full" in cfg["_switched_off"]["sr"] and "t8_acceleration" in cfg["ablations"]["tables"]
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(yaml.safe_dump({k: v for k, v in cfg.items() if k != "_sources"}, sort_keys=False))
+    again = load_config([resolved])
+    assert again["tasks"] == cfg["tasks"] and again["_switched_off"] == cfg["_switched_off"]
+    assert "_switched_off" not in load_config([CONFIG / "config.yaml"])
