@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 
 from dpir.errors import DpirError
+from dpir.workflow_facts import METRIC_WEIGHTS   # metric preset -> the registry entries of its weights
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER_CONFIGS = (ROOT / "config" / "config.yaml", ROOT / "config" / "paper.yaml")
@@ -382,10 +383,6 @@ COUNTS: dict[str, dict[str, int]] = {
     "zurich": {"test": 0, "train": ZURICH_TRAIN},
 }
 
-#: metric preset -> the registry entries of the weights it reads (timm's ResNet-50 with TOPIQ, which
-#: builds it when asked for ImageNet backbone weights)
-METRIC_WEIGHTS = {"lpips_alex": ("lpips_alexnet",), "topiq_nr": ("topiq_nr_koniq", "timm_resnet50"),
-                  "topiq_delta": ("topiq_nr_koniq", "timm_resnet50"), "topiq_fr": ("topiq_fr_kadid", "timm_resnet50")}
 
 
 # ---------------------------------------------------------------------------------------- what is needed

@@ -256,6 +256,22 @@ def needed_networks(config: dict) -> list[str]:
     return [n for n in config["networks"] if n in chain]
 
 
+#: metric preset -> the registry entries of the weights it reads (timm's ResNet-50 with TOPIQ, which
+#: builds it when asked for ImageNet backbone weights)
+METRIC_WEIGHTS = {"lpips_alex": ("lpips_alexnet",), "topiq_nr": ("topiq_nr_koniq", "timm_resnet50"),
+                  "topiq_delta": ("topiq_nr_koniq", "timm_resnet50"), "topiq_fr": ("topiq_fr_kadid", "timm_resnet50")}
+
+
+def metric_fetches(config: dict, task: str) -> list[str]:
+    """The registry entries of the weights the task's metric presets read, when ``fetch_metric_weights``
+    is on (config/paper.yaml): the score jobs wait for their fetch jobs.  Off (the embedded default,
+    offline), a metric without cached weights is n/a with a footnote naming the fetch."""
+    if not config.get("fetch_metric_weights"):
+        return []
+    names = [n for m in config["tasks"][task].get("metrics") or [] for n in METRIC_WEIGHTS.get(m, ())]
+    return list(dict.fromkeys(names))
+
+
 def paper_fetch_names(ds_cfg: dict, split: str, scale: int) -> list[str]:
     """The fetch registry entries a paper dataset's ``split`` is read from (:mod:`dpir.data.paper`, which
     calls this too); none when the split is given by ``path`` / ``train_path`` or is not a paper kind."""

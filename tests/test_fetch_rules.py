@@ -54,7 +54,8 @@ def test_paper_dry_run_lists_one_fetch_job_per_entry_before_its_readers(tmp_path
         "div2k_train_hr", "div2k_train_lr_x4", "div2k_valid_hr", "div2k_valid_lr_x4", "gopro", "hide",
         "syntheticburst_val", "zurich_raw2rgb",                                  # datasets
         "swinir_classical_x4", "rrdb_psnr_x4", "fftformer_gopro", "bsrt_weights",  # official backbones
-        "esrgan_x4", "hat_srx4", "nafnet_gopro_width64", "restormer_motion_deblurring"])   # competitor rows
+        "esrgan_x4", "hat_srx4", "nafnet_gopro_width64", "restormer_motion_deblurring",   # competitor rows
+        "lpips_alexnet", "topiq_nr_koniq", "timm_resnet50"])          # metric weights (fetch_metric_weights)
     stamp = "results/paper/fetched/{}.json".format
     prep = {f["wildcards"]: f.get("input", "") for rule, f in jobs if rule == "prepare"}
     assert stamp("div2k_valid_lr_x4") in prep["task=sr, dataset=div2k"]
@@ -63,6 +64,9 @@ def test_paper_dry_run_lists_one_fetch_job_per_entry_before_its_readers(tmp_path
     assert imp["network=bsrt_burst"] == stamp("bsrt_weights")
     hat = next(f for rule, f in jobs if rule == "restore" and "method=hat" in f["wildcards"])
     assert stamp("hat_srx4") in hat["input"]
+    # every score job waits for its metric presets' weights (LPIPS AlexNet, TOPIQ-NR + its ResNet-50)
+    scores = [f["input"] for rule, f in jobs if rule == "score"]
+    assert scores and all(stamp(n) in i for i in scores for n in ("lpips_alexnet", "topiq_nr_koniq", "timm_resnet50"))
     # the default config downloads nothing
     assert not [j for j in _dry_run_jobs(tmp_path / "d", ROOT / "config" / "config.yaml") if j[0] == "fetch"]
 

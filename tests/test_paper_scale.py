@@ -317,8 +317,9 @@ def test_paper_dry_run_imports_official_and_trains_the_rest(tmp_path):
     #     x 3 seeds); burst: 2 deterministic + dpir x 3 seeds
     assert counts["restore"] == (3 + 5 * 3 + 2 + 3 + 3) + 2 * (3 + 2 + 3 * 3) + (2 + 3)
     # the export of rrdb_checkpoint's file; one download job per registry entry (tests/test_fetch_rules.py):
-    # 8 dataset archives, 4 official backbones, 4 competitor checkpoints
-    assert counts["export_network"] == 1 and counts["fetch"] == 8 + 4 + 4
+    # 8 dataset archives, 4 official backbones, 4 competitor checkpoints, 3 metric weights (LPIPS AlexNet,
+    # TOPIQ-NR and its timm ResNet-50: fetch_metric_weights)
+    assert counts["export_network"] == 1 and counts["fetch"] == 8 + 4 + 4 + 3
 
 
 # ------------------------------------------------------------------------------------------- shards

@@ -183,7 +183,13 @@ def fetch_entries():
     names += [fetch_entry(str(CFG["networks"][n]["official"])) for n in F.needed_networks(CFG) if F.is_official(CFG, n)]
     names += [fetch_entry(F.expand_path(CFG, m["path"])) for t in enabled_tasks(CFG)
               for m in F.all_methods(CFG, t).values() if m.get("kind") == "checkpoint"]
+    names += [n for t in enabled_tasks(CFG) for n in F.metric_fetches(CFG, t)]
     return sorted({n for n in names if n})
+
+
+def metric_stamps(w):
+    """The fetch stamps of the weights a score job's metric presets read (fetch_metric_weights: true)."""
+    return [str(P.fetch_stamp(CFG, n)) for n in F.metric_fetches(CFG, w.task)]
 
 
 def shards_of(task, method):

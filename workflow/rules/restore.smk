@@ -38,7 +38,8 @@ rule export_network:
 
 rule score:
     input:
-        P.run_record_pattern(CFG),
+        run=P.run_record_pattern(CFG),
+        weights=metric_stamps,
     output:
         P.scores_pattern(CFG),
     params:
