@@ -3,10 +3,10 @@
 A measurement (it builds and runs methods), so it sits beside :mod:`dpir.measure`, not in
 :mod:`dpir.report`, which only renders results files (``tests/test_import_rules.py``).
 
-Every method of the task is built from its trained networks and restores one input whose output
-has the requested size.  Each NFE group's modules are hooked with their own FlopCounterMode, and the
-restoration stops as soon as every group has been called once: the per-call cost of each group is
-measured by a real forward at full size (no scaling from smaller inputs) and a 1001-step chain is
+Every method of the task is built on the META device (its architectures, no weights) and restores one
+input whose output has the requested size.  Each NFE group's modules are hooked with their own
+FlopCounterMode, and the restoration stops as soon as every group has been called once: the per-call
+cost of each group is counted at full size (no scaling from smaller inputs) and a 1001-step chain is
 never run.  The number of calls per group comes from a complete restore of a small input
 (forward-call counting).  FLOPs are 2 x MACs of conv/matmul; FFTs and elementwise ops are not counted.
 A row of kind ``outputs`` (restored outside the harness) is not measurable: its row carries the NFE and
@@ -66,6 +66,18 @@ def per_call_flops(method, y, meta=None) -> dict[str, int]:
     return {g: sum(first.get(id(m), 0) for m in mods) for g, mods in groups.items()}
 
 
+def full_size_per_call_flops(config: dict, task: str, name: str, h: int, w: int) -> dict[str, int]:
+    """:func:`per_call_flops` of the method at an ``h x w`` input, with its networks on the META device
+    (:func:`dpir.plan.build_meta_method`: the same architectures, no weights; FlopCounterMode counts by
+    shape, so the count is the real forward's, ``tests/test_plan.py``).  A paper-size network at 1280x720
+    is then counted in seconds on any machine instead of minutes of CPU forwards."""
+    from dpir.plan import _meta_noise, build_meta_method
+
+    meta = build_meta_method(config, task, name)
+    with _meta_noise():
+        return per_call_flops(meta, torch.empty(1, 3, h, w, device="meta"))
+
+
 def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, methods=None) -> list[dict]:
     from dpir.measure import count_nfe
     from dpir.restore import build
@@ -88,10 +100,9 @@ def tflops_table(config: dict, task: str, width: int = 1280, height: int = 720, 
         with torch.no_grad(), count_nfe(m) as c:
             m.restore(small, [torch.Generator().manual_seed(0)])
         calls = c.by_group()
-        y = torch.rand(1, 3, height // scale, width // scale, device=device)
         key = (tcfg["methods"][name]["kind"], *networks_of(tcfg["methods"][name]))
         if key not in cache:
-            cache[key] = per_call_flops(m, y)
+            cache[key] = full_size_per_call_flops(config, task, name, height // scale, width // scale)
         per = cache[key]
         steps = max([calls[g] for g in calls if calls[g] > 1], default=0)
         per_step = sum(per[g] for g in calls if calls[g] > 1)

@@ -189,3 +189,18 @@ def test_tflops_table_reuses_per_call_costs_of_shared_networks(monkeypatch, prep
         train_network(cfg, "swinir_sr", progress=False)
     rows = T.tflops_table(cfg, "sr", 64, 32, methods=["swinir", "swinir"])
     assert len(rows) == 2 and len(calls) == 1 and rows[0]["total_tflops"] == 10 / 1e12
+
+
+def test_full_size_costs_are_counted_on_meta_as_a_real_forward_counts_them(prepared):
+    """`dpir tflops` counts each group at 1280x720 on META (a paper-size network on the CPU took minutes):
+    the count equals FlopCounterMode's on a real forward of the trained network."""
+    from dpir.restore import build
+    from dpir.tflops import full_size_per_call_flops, per_call_flops
+
+    cfg = prepared
+    if not paths.network_file(cfg, "swinir_sr").exists():
+        train_network(cfg, "swinir_sr", progress=False)
+    real, _, _, _ = build(cfg, "sr", "swinir")
+    expected = per_call_flops(real, torch.rand(1, 3, 24, 40))
+    assert expected["ir"] > 0
+    assert full_size_per_call_flops(cfg, "sr", "swinir", 24, 40) == expected
