@@ -63,9 +63,12 @@ def cost_table(records: list[dict], reference: str, name: str, title: str, order
             numeric.append({"method": m, **{k: v for k, v in c.items() if k != "size"}, "tflops_ratio": ratio_f,
                             "seconds_ratio": ratio_s})
             continue
+        # no FLOPs: a method that runs outside torch (the main table's footnote says the same)
+        no_flops = "" if c["tflops"] is not None else fn.mark(
+            f"{c['label']}: runs outside torch (numpy), where FlopCounterMode counts nothing: no TFLOPs, no ratio.")
         rows.append({"Method": c["label"], "NFE": str(c["nfe"]),
-                     "TFLOPs/img": f"{c['tflops']:.3g}" if c["tflops"] is not None else "n/a",
-                     "× ref": ratio_number(ratio_f),
+                     "TFLOPs/img": f"{c['tflops']:.3g}" if c["tflops"] is not None else "n/a" + no_flops,
+                     "× ref": ratio_number(ratio_f) + (no_flops if ratio_f is None else ""),
                      "s/img": f"{c['seconds']:.3f}", "× ref ": ratio_number(ratio_s),
                      "peak RSS (MiB)": f"{c['rss']:.0f}"})
         numeric.append({"method": m, **{k: v for k, v in c.items() if k != "size"}, "tflops_ratio": ratio_f,
