@@ -14,8 +14,12 @@ API for a job (training: :mod:`dpir.train.loop`; restore jobs use the same three
 
 An imported network may also carry its official inference precision (``official_inference.precision`` in
 its ``model.json``, :mod:`dpir.official`: BSRT's official forward is decorated with CUDA autocast, fp16);
-:func:`network_autocast` runs one network call under it, with fp16 mapped to bf16 on the CPU, which has
-no fp16 autocast (the CPU tests exercise the same path in bf16).
+:func:`network_autocast` runs one network call under it on CUDA.  Elsewhere an official fp16 runs in fp32:
+the CPU has no fp16 autocast, and bf16 autocast is no stand-in there -- it rounds more than fp16 (8 bits of
+mantissa, not 11) and, on CPUs without native bf16 kernels, is far slower: measured on this project's 2-core
+x86 machine (dress rehearsal, BSRT-Small at paper size, one 14-frame 16x16 burst, one thread), 282 s under
+CPU bf16 autocast against 7.1 s in fp32.  A method entry's ``precision: bf16`` still runs bf16 on the CPU
+(the CPU tests of the autocast path use it).
 """
 from __future__ import annotations
 
@@ -77,12 +81,12 @@ def to_memory_format(batch: dict, channels_last: bool) -> dict:
 
 
 def network_precision(precision: str | None, device: torch.device | str) -> str:
-    """The precision one network call runs under on ``device``: ``precision`` (``None``: fp32), with fp16
-    (CUDA only) replaced by bf16 on other devices."""
+    """The precision one network call runs under on ``device``: ``precision`` (``None``: fp32), with an
+    official fp16 (CUDA only) run in fp32 on other devices (module docstring: why not bf16)."""
     precision = precision or "fp32"
     if precision not in PRECISIONS:
         raise DpirError(f"network precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return "bf16" if precision == "fp16" and torch.device(device).type != "cuda" else precision
+    return "fp32" if precision == "fp16" and torch.device(device).type != "cuda" else precision
 
 
 def network_autocast(precision: str | None, device: torch.device | str):

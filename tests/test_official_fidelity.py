@@ -3,7 +3,8 @@
 - SwinIR's test-time padding (main_test_swinir.py: flip-and-concatenate to ``(h // 8 + 1) * 8``);
 - SRDiff's residual reference (utils/dataset.py: ``imresize(img_lr / 256, 4)``, MATLAB bicubic);
 - per-architecture key policies and ``params`` / ``params_ema`` preference (dpir.official.PROTOCOLS);
-- the official inference precision (BSRT: autocast fp16 on CUDA, bf16 on the CPU).
+- the official inference precision (BSRT: autocast fp16 on CUDA, fp32 on the CPU; an official bf16 runs
+  under CPU bf16 autocast).
 
 Every reference here is computed independently of the code under test: the official padding with
 ``torch.cat`` / ``torch.flip`` as the official script describes it and with ``numpy.pad(mode="symmetric")``;
@@ -320,12 +321,13 @@ class Probe(torch.nn.Module):
         return out
 
 
-def test_official_precision_runs_under_cpu_bf16_autocast():
+def test_official_precision_runs_under_its_autocast_and_fp16_is_fp32_on_the_cpu():
     from dpir.methods.simple import Backbone, restore_padded
     from dpir.precision import network_precision
 
-    assert (network_precision("fp16", "cpu"), network_precision("fp16", "cuda"), network_precision(None, "cpu")) \
-        == ("bf16", "fp16", "fp32")
+    # an official fp16 is a CUDA setting: fp32 on the CPU (bf16 there is 40x slower and rounds more)
+    assert (network_precision("fp16", "cpu"), network_precision("fp16", "cuda"), network_precision(None, "cpu"),
+            network_precision("bf16", "cpu")) == ("fp32", "fp16", "fp32", "bf16")
     net = Probe().eval()
     y = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
@@ -334,12 +336,15 @@ def test_official_precision_runs_under_cpu_bf16_autocast():
             expect = net(y).float()
         net.official_inference = {"precision": "fp16"}            # as load_network sets it for BSRT
         for out in (Backbone(net, 1, 1).restore(y), restore_padded(net, y, 1)):
+            assert out.dtype == torch.float32 and torch.equal(out, exact)
+        net.official_inference = {"precision": "bf16"}            # an official precision the CPU autocasts
+        for out in (Backbone(net, 1, 1).restore(y), restore_padded(net, y, 1)):
             assert out.dtype == torch.float32 and torch.equal(out, expect) and not torch.equal(out, exact)
         # a config that sets the entry's precision takes over (restore's own autocast): no inner autocast
         assert torch.equal(Backbone(net, 1, 1, precision=None).restore(y), exact)
         assert torch.equal(restore_padded(net, y, 1, precision=None), exact)
-    assert net.seen == [(False, torch.float32), (True, torch.bfloat16), (True, torch.bfloat16),
-                        (True, torch.bfloat16), (False, torch.float32), (False, torch.float32)]
+    assert net.seen == [(False, torch.float32), (True, torch.bfloat16), (False, torch.float32), (False, torch.float32),
+                        (True, torch.bfloat16), (True, torch.bfloat16), (False, torch.float32), (False, torch.float32)]
 
 
 def test_backbone_entry_precision_overrides_the_official_one(tmp_path):

@@ -139,7 +139,7 @@ class Backbone(Method):
 
     An imported network runs as its official test code runs it (``official_inference``, recorded by
     ``dpir import-official``): its padding (``pad_mode``; SwinIR's flip-and-concatenate) and its
-    precision (BSRT: fp16 autocast on CUDA, bf16 on the CPU) unless the entry sets ``precision``."""
+    precision (BSRT: fp16 autocast on CUDA, fp32 on the CPU) unless the entry sets ``precision``."""
 
     nfe_note = "one forward pass of the IR network"
 
