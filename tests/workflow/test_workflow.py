@@ -1,5 +1,12 @@
-"""End to end: the whole Snakemake workflow on the tiny test config, in a temporary folder."""
+"""End to end: the whole Snakemake workflow on the tiny test config, in a temporary folder.
+
+The full run (the ``finished`` fixture: 93 jobs, about 4.5 minutes on 2 idle cores) is opt-in with
+``DPIR_E2E=1``: CI runs the paper DAG's dress rehearsal instead (tests/workflow/test_rehearsal.py), which
+executes every rule kind, a second run and a kill-and-rerun within the CI budget.  The dry-run tests below
+always run.
+"""
 import csv
+import os
 import subprocess
 import sys
 
@@ -18,6 +25,8 @@ def snakemake(workdir, *args, timeout=1500):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
+    if os.environ.get("DPIR_E2E") != "1":
+        pytest.skip("the full default-workflow run is opt-in (DPIR_E2E=1); CI runs the paper dress rehearsal")
     work = tmp_path_factory.mktemp("wf")
     dry = snakemake(work, "-n")
     assert dry.returncode == 0, dry.stderr[-3000:]
