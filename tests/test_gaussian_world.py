@@ -303,8 +303,11 @@ def test_perception_distortion_bound(sr_parts):
     assert np.all(np.diff(D) <= 0) and np.all(np.diff(D, 2) >= -1e-15)
     with pytest.raises(ValueError):
         w2.pd_bound(-1.0, D_star, W0)
-    # the posterior sampler's marginal is the prior: W2 = 0 computed, not assumed
-    assert marg.w2_to_prior(post_pt.mean_pca, post_pt.cov_pca) < 1e-6
+    # the posterior sampler's marginal is the prior: W2 = 0 computed, not assumed.  W2^2 is a difference of
+    # traces of size tr C (2 tr C - 2 tr (C^1/2 C C^1/2)^1/2), so its round-off scales with tr C and the
+    # eigensolver: 6.4e-11 (W2 8e-6) on one x86 machine, below 1e-12 on another; 1e-9 tr C bounds both
+    w2sq = marg.w2_to_prior(post_pt.mean_pca, post_pt.cov_pca) ** 2
+    assert w2sq <= 1e-9 * sum(float(np.trace(c)) for c in post_pt.cov_pca)
     # every exact DP-IR sampler lies on or above the bound; long chains approach the posterior sampler
     for s in (laws.Sampler("jump", 20), laws.Sampler("jump", 250), laws.Sampler("jump", 250, ddim_stride=5)):
         pt = marg.sampler_point(SCHED, s)
