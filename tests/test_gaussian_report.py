@@ -247,3 +247,10 @@ def test_bad_section_is_one_line_error(tmp_path, capsys, bad, message):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "\n" not in err and err.startswith("dpir: error: "), err
     assert message in err, err
+
+
+def test_report_puts_the_section_claims_in_its_claims_table():
+    """report.py adds the section's claims (read from `dpir gaussian`'s JSON) to the top claims table."""
+    src = (ROOT / "dpir" / "report" / "report.py").read_text()
+    assert "g_data = read_gaussian(gaussian_json(config)) if config.get(\"gaussian\") else None" in src
+    assert "table9_claims(t9_data) + gaussian_claims(g_data))" in src

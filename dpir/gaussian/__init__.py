@@ -18,6 +18,10 @@ operator) or a circular blur.  Oracles (:mod:`.oracles`): modules with the harne
 mean and covariance of the full chain, the one-step jump + ancestral or DDIM, and the forward-noised
 start, for any tau, propagated through the harness's own step coefficients.  :mod:`.w2`: Gaussian W2,
 a sample estimator, Freirich et al.'s D(P).  :mod:`.bench`: the cost and the P-D table of the samplers.
+:mod:`.learned`: the harness's small IR, denoiser and fusion architectures trained in the world (the
+harness trainers' losses), each network's excess error over its oracle (E|f - oracle|^2, which equals
+MSE(f) - MSE(oracle) by orthogonality), and DP-IR rows with learned and mixed parts run by the harness's
+sampler, their D and P estimated from samples (config ``gaussian.learned``).
 
 Design choices.
 
@@ -37,9 +41,10 @@ Design choices.
   sampling, no truncation.  The one modelling caveat: the harness writes y as 8-bit PNGs (rounding)
   while this world's noise is Gaussian (s > 0 is required: a noiseless y has a singular posterior).
   The laws hold for unclipped chains (``clip_x0: false``): prior draws leave [0, 1].
-* Not wired into the workflow yet: the lead decides how a config names a world (the oracles' keywords
-  are :class:`.world.WorldSpec`'s fields) and how its images become a dataset (:meth:`.world.World.sample`,
-  :meth:`.world.World.observe`).
+* Workflow: the report section :mod:`dpir.report.gaussian` (rule ``gaussian``, config ``gaussian:``) runs
+  the exact rows and, with ``gaussian.learned``, the learned ones in-process.  Still open: how a config
+  names a world for the harness's own method rows (the oracles' keywords are :class:`.world.WorldSpec`'s
+  fields) and how its images become a dataset (:meth:`.world.World.sample`, :meth:`.world.World.observe`).
 
 Measured cost (``python -m dpir.gaussian.bench``, size 32, 4x SR, noise 0.01, on the shared 2-core
 development machine, one thread): prior fit 3-9 s, world + the three oracles 5-9 s, the marginal laws

@@ -35,6 +35,14 @@ laws need dense d x d algebra (d = size^2 per colour channel: one eigvalsh per r
 the prior, one square root per reference row).  Measured at size 32, two degradations (sr4, blur), the
 default rows: 87 s inside the command, 97 s wall, 64 s CPU, 1.3 GB peak, on the shared 2-core development
 machine under a load of ~6, one thread; size 8 (the tests): ~5 s.
+
+Learned parts (config ``gaussian.learned``, :mod:`dpir.gaussian.learned`).  The same questions with networks
+trained here, in a smaller world (8 x 8 by default: P must then be estimated from samples): the learned IR
+alone, DP-IR with all parts learned and mixes of learned and oracle parts, run by the harness's sampler,
+their D and P estimated from samples with standard errors, and each network's excess error over its
+oracle; a subsection of its own, a second row of panels on the figure, and their claims (with 95 %
+intervals) beside the exact ones.  Absent (or null): no learned rows.  Cost at the default config: 98 s
+more (the whole command 178 s on the same machine; 76 s without).
 """
 from __future__ import annotations
 
@@ -81,7 +89,26 @@ def settings(config: dict) -> dict | None:
                         f"gaussian.tau ({s['tau']}), or DDIM takes a single step")
     s["taus"] = sorted(set(s["taus"]))
     s["specs"] = specs
+    s["learned"], s["learned_specs"] = learned_settings(s)
     return s
+
+
+def learned_settings(s: dict) -> tuple[dict | None, dict | None]:
+    """``gaussian.learned`` checked, with defaults (:data:`dpir.gaussian.learned.DEFAULTS`), and the
+    WorldSpec of each degradation at the learned size; (None, None) when absent (no learned rows)."""
+    if s.get("learned") is None:
+        return None, None
+    from dpir.gaussian.learned import check_settings, ir_net
+
+    ls = check_settings(s["learned"])
+    specs = {}
+    for name in s["degradations"]:
+        try:
+            specs[name] = world_spec(name, {**s, "size": ls["size"]})
+        except DpirError as e:
+            raise DpirError(str(e).replace("config key 'gaussian'", "config key 'gaussian.learned.size'", 1)) from None
+        ir_net(specs[name])
+    return ls, specs
 
 
 def world_spec(name: str, s: dict):
@@ -415,12 +442,21 @@ def compute(config: dict) -> dict | None:
         return None
     t0 = time.perf_counter()
     degr = [compute_degradation(n, s) for n in s["degradations"]]
-    keys = {k: v for k, v in s.items() if k != "specs"}
-    return {"settings": keys, "degradations": degr, "seconds": time.perf_counter() - t0}
+    keys = {k: v for k, v in s.items() if k not in ("specs", "learned_specs", "learned")}
+    out = {"settings": keys, "degradations": degr}
+    if s["learned"] is not None:          # rows with learned parts (dpir.gaussian.learned), estimated
+        from dpir.gaussian.learned import compute as compute_learned
+
+        keys["learned"] = s["learned"]
+        out["learned"] = compute_learned(s["learned"], s["learned_specs"])
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 def pd_figure(data: dict, path: Path) -> Path:
-    """The P-D plane per degradation: every row, and the bound D(P) (style of :mod:`dpir.report.plots`)."""
+    """The P-D plane per degradation: every row, and the bound D(P) (style of :mod:`dpir.report.plots`);
+    with learned rows, a second row of panels for the learned world: its bound, its exact rows, and the
+    estimated rows as diamonds with ±2 SE error bars on both axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -432,21 +468,51 @@ def pd_figure(data: dict, path: Path) -> Path:
 
     sns.set_theme(style="whitegrid", context="notebook")
     degr = data["degradations"]
-    fig, axes = plt.subplots(1, len(degr), figsize=(6.4 * len(degr), 4.6), dpi=120, squeeze=False)
+    learned = (data.get("learned") or {}).get("degradations") or []
+    nrows = 2 if learned else 1
+    fig, axes = plt.subplots(nrows, len(degr), figsize=(6.4 * len(degr), 4.6 + 6.0 * (nrows - 1)), dpi=120,
+                             squeeze=False, gridspec_kw={"height_ratios": [1.0, 1.3][:nrows]})
     markers = {"exact": "s", "fusion": "o", "ir_only": "^", "denoiser_only": "v"}
-    for ax, g in zip(axes[0], degr):
-        ps = [r["P"] for r in g["rows"]]
+
+    def bound_curve(ax, g, ps):
         grid = np.linspace(0.0, max(max(ps), g["w0"]) * 1.1, 200)
         bound = g["mmse"] + np.clip(g["w0"] - grid, 0.0, None) ** 2
         ax.plot(grid, bound, "-", color="0.3", lw=1.5, label="bound D(P) = MMSE + (W0 − P)₊²")
-        palette = sns.color_palette("tab20", n_colors=max(3, len(g["rows"])))
-        for i, r in enumerate(g["rows"]):
-            ax.plot(r["P"], r["D"], markers[r["family"]], color=palette[i % len(palette)], label=r["label"])
+
+    def labels(ax, title, below=False):
         ax.set_xlabel("P = W2(output law, prior) per pixel (lower is better)")
         ax.set_ylabel("D = MSE per pixel, log scale (lower is better)")
         ax.set_yscale("log")            # the single-estimate chains sit far above the rest
-        ax.set_title(f"exact Gaussian world, {g['degradation']} ({g['spec']['size']}×{g['spec']['size']})", fontsize=10)
-        ax.legend(fontsize=6, loc="best")
+        ax.set_title(title, fontsize=10)
+        if below:                       # error bars fill the panel: the legend goes under it
+            ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=1)
+        else:
+            ax.legend(fontsize=6, loc="best")
+
+    for ax, g in zip(axes[0], degr):
+        bound_curve(ax, g, [r["P"] for r in g["rows"]])
+        palette = sns.color_palette("tab20", n_colors=max(3, len(g["rows"])))
+        for i, r in enumerate(g["rows"]):
+            ax.plot(r["P"], r["D"], markers[r["family"]], color=palette[i % len(palette)], label=r["label"])
+        labels(ax, f"exact Gaussian world, {g['degradation']} ({g['spec']['size']}×{g['spec']['size']})")
+    for ax, g in zip(axes[1] if learned else [], learned):
+        n = g["spec"]["size"]
+        pix = 3 * n * n
+
+        def p_at(r, k, pix=pix):        # P at W2^2 + k SE: the ±2 SE bar through the square root (never < 0)
+            return math.sqrt(max(r["W2sq"] + k * r["W2sq_se"], 0.0) / pix)
+
+        bound_curve(ax, g, [p_at(r, 2) if not r["exact"] else r["P"] for r in g["rows"]])
+        palette = sns.color_palette("tab10", n_colors=max(3, len(g["rows"])))
+        for i, r in enumerate(g["rows"]):
+            if r["exact"]:
+                ax.plot(r["P"], r["D"], "s", color=palette[i % len(palette)], label=r["label"])
+            else:
+                xerr = [[r["P"] - p_at(r, -2)], [p_at(r, 2) - r["P"]]]
+                ax.errorbar(r["P"], r["D"], xerr=xerr, yerr=2 * r["D_se"], fmt="D", ms=5, capsize=2,
+                            color=palette[i % len(palette)], label=f"{r['label']} (±2 SE)")
+        labels(ax, f"learned parts, {g['degradation']} ({n}×{n}), estimated from "
+                   f"{data['learned']['settings']['samples']} samples", below=True)
     return _save(fig, path)
 
 
@@ -475,10 +541,78 @@ def markdown(data: dict, figure: str | None = None) -> str:
             out.append(f"| {_cell(c['claim'])} | {'yes' if c['holds'] else 'no'} | {_cell(c['criterion'])} | "
                        f"{_cell(c['text'])} |")
         out.append("")
+    learned = data.get("learned")
+    if learned:
+        out += learned_markdown(learned)
     if figure:
+        more = (" Bottom: the learned-parts world, its exact rows (squares) and the rows estimated from "
+                f"{learned['settings']['samples']} samples (diamonds, ±2 SE on both axes).") if learned else ""
         out += [f"![exact perception-distortion plane]({figure})", "",
-                "*The exact perception–distortion plane of each degradation: every estimator above and the bound.*", ""]
+                "*The exact perception–distortion plane of each degradation: every estimator above and the bound."
+                f"{more}*", ""]
     return "\n".join(out)
+
+
+def _pm(x: float, se: float) -> str:
+    return f"{x:.4g} ± {se:.2g}"
+
+
+def learned_markdown(L: dict) -> list[str]:
+    """The learned-parts subsection (:mod:`dpir.gaussian.learned`): training facts, the rows estimated from
+    samples (set apart from the exact ones), each network's excess error over its oracle, the claims."""
+    from dpir.gaussian.learned import sampler_label
+
+    s = L["settings"]
+    n = s["size"]
+    den = L["denoiser"]
+    out = [f"### Learned parts ({n}×{n} world, estimated from {s['samples']} samples)", "",
+           f"Networks trained here, in-process, on fresh draws of the world's train split (seed {s['seed']}, "
+           f"{s['steps']} Adam steps of batch {s['batch']}, lr {s['lr']:g}, the harness trainers' own losses): the IR "
+           "network (the regression baseline), ONE denoiser for every degradation (trained for σ ∈ [0, σ~_τ]) and a "
+           f"fusion net per degradation (DPIREstimator's x0 MSE, t ~ U{{1..{s['tau']}}}, on the learned IR and the "
+           f"frozen learned denoiser). Rows: the harness's DP-IR sampler ({sampler_label(s)}, "
+           f"unclipped) on {s['samples']} test observations, one draw each, the same sampler noise for every row. "
+           "D = MMSE + mean |x̂ − E[x0|y]|² (exact by orthogonality; ± its standard error), P = W2 per pixel of the "
+           "output law to the prior from the samples (extrapolated plug-in estimate ± its standard error, through "
+           "the square root), bound D(P) at the estimated P. The estimator-check row runs the same sampler with "
+           "oracle parts: compare it with the exact row. A network's excess error = its MSE − its oracle's MSE "
+           "= E|f − oracle|² (orthogonality), estimated directly (± SE); the oracle's MSE is exact.", ""]
+    out += [f"Denoiser `{den['arch']}` ({den['params']} parameters, loss {den['loss_first']:.3g} → "
+            f"{den['loss_last']:.3g}, {den['seconds']:.0f} s), excess over E[x0|x~] on {den['excess'][0]['n']} draws "
+            "per σ:", "",
+            "| t | σ~_t | excess E\\|D − E[x0\\|x~]\\|² | oracle MSE (exact) | excess / oracle |", "|---:|---:|---:|---:|---:|"]
+    for e in den["excess"]:
+        out.append(f"| {e['t']} | {e['sigma']:.4g} | {_pm(e['excess'], e['excess_se'])} | {e['oracle_mse']:.4g} | "
+                   f"{e['ratio']:.3g} |")
+    out.append("")
+    for g in L["degradations"]:
+        ir, fu = g["ir"], g["fusion"]
+        out += [f"#### {g['degradation']} ({n}×{n}): MMSE {g['mmse']:.4g}, W0 {g['w0']:.4g}", "",
+                f"IR `{ir['arch']}` ({ir['params']} parameters, loss {ir['loss_first']:.3g} → {ir['loss_last']:.3g}, "
+                f"{ir['seconds']:.0f} s); fusion `{fu['arch']}` ({fu['params']} parameters, loss {fu['loss_first']:.3g} "
+                f"→ {fu['loss_last']:.3g}, {fu['seconds']:.0f} s).", "",
+                "| estimator | IR | denoiser | fusion | steps | D | PSNR | P | bound D(P) |",
+                "|---|---|---|---|---:|---:|---:|---:|---:|"]
+        for r in g["rows"]:
+            d = f"{r['D']:.4g}" if r["exact"] else _pm(r["D"], r["D_se"])
+            p = f"{r['P']:.4g}" if r["exact"] else _pm(r["P"], r["P_se"])
+            out.append(f"| {_cell(r['label'])} | {' | '.join(r['parts'])} | {r['steps']} | {d} | {r['psnr']:.2f} | {p} | "
+                       f"{r['bound']:.4g} |")
+        out += ["", f"*Exact rows: no sampling. The others: estimated from {s['samples']} samples (± one standard "
+                "error).*", "",
+                "| network | t | excess E\\|f − oracle\\|² | oracle MSE (exact) | excess / oracle |", "|---|---:|---:|---:|---:|"]
+        e = g["excess"]["ir"]
+        out.append(f"| IR f(y) vs E[x0\\|y] | — | {_pm(e['excess'], e['excess_se'])} | {e['oracle_mse']:.4g} | {e['ratio']:.3g} |")
+        for e in g["excess"]["fusion"]:
+            out.append(f"| fusion F(E[x0\\|y], E[x0\\|x_t], t) vs E[x0\\|y,x_t] | {e['t']} | "
+                       f"{_pm(e['excess'], e['excess_se'])} | {e['oracle_mse']:.4g} | {e['ratio']:.3g} |")
+        out += ["", "| claim | verdict | criterion | 95 % interval | numbers (per pixel) |", "|---|---|---|---|---|"]
+        for c in g["claims"]:
+            verdict = {True: "agrees", False: "disagrees", None: "inconclusive"}[c["holds"]]
+            out.append(f"| {_cell(c['claim'])} | {verdict} | {_cell(c['criterion'])} | {_cell(c['interval'])} | "
+                       f"{_cell(c['text'])} |")
+        out.append("")
+    return out
 
 
 def write_gaussian(config: dict) -> tuple[Path, dict] | None:
