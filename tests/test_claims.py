@@ -204,3 +204,18 @@ def test_acceleration_claims_are_the_acceleration_tables_verdicts(cfg):
     made = acceleration_checks(records, "ir", acc["compare"], acc["metrics"])
     assert [c.verdict() for c in made] == [c.verdict for c in claims]
     assert C.acceleration_claims(cfg, "sr", "bundled", [], acc, check, checks=made) == claims
+
+
+def test_gaussian_claims_are_exact_and_keep_their_scale():
+    data = {"settings": {"size": 8}, "degradations": [{"degradation": "sr4", "claims": [
+        {"claim": "the jump matches the full chain", "holds": True, "criterion": "W2 ≤ ref", "text": "W2 1e-5"},
+        {"claim": "DDIM matches", "holds": False, "criterion": "|ΔD| ≤ 5 %", "text": "ΔD 11 %"}]}]}
+    ok, bad = C.gaussian_claims(data)
+    assert (ok.source, ok.verdict.kind, ok.verdict.verdict, ok.verdict.interval) == (
+        "Gaussian world (sr4)", "agrees", "agrees — W2 ≤ ref", "exact")
+    assert (bad.verdict.kind, ok.scale, ok.informative) == ("disagrees", "exact Gaussian world, 8x8",
+                                                             "yes — exact laws, no sampling")
+    assert C.Claim.from_json(json.loads(json.dumps(ok.to_json()))) == ok
+    old = {k: v for k, v in ok.to_json().items() if k != "scale"}        # a claims file from before the field
+    assert C.Claim.from_json(old).scale == ""
+    assert C.gaussian_claims(None) == []

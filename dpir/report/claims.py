@@ -44,16 +44,17 @@ class Claim:
     dataset: str
     verdict: Verdict
     informative: str = ""        # "" (not assessed), or the scale check's sentence
+    scale: str = ""              # "" (from the config: :func:`scale_text`), or the scale it was checked at
 
     def to_json(self) -> dict:
         return {"source": self.source, "task": self.task, "dataset": self.dataset,
-                "verdict": asdict(self.verdict), "informative": self.informative}
+                "verdict": asdict(self.verdict), "informative": self.informative, "scale": self.scale}
 
     @classmethod
     def from_json(cls, d: dict) -> Claim:
         v = dict(d["verdict"])
         v["rows"] = tuple(v.get("rows") or ())
-        return cls(d["source"], d["task"], d["dataset"], Verdict(**v), d.get("informative", ""))
+        return cls(d["source"], d["task"], d["dataset"], Verdict(**v), d.get("informative", ""), d.get("scale", ""))
 
 
 def claims_path(config: dict) -> Path:
@@ -185,6 +186,11 @@ def meaning(claim: Claim) -> str:
                 f"`{v.metric}`.")
     if v.kind == "not checked":
         return "Not measured in this run."
+    if v.interval == EXACT:
+        return "Exact laws of the Gaussian world (no sampling noise): the verdict does not depend on any data."
+    if claim.source.startswith("Gaussian world") and v.half_width is not None:
+        return (f"Estimated from {v.n} of an exactly known world: only the sampling error (the interval, ± 2 SE) "
+                "limits the verdict.")
     if claim.informative.startswith(NOT_INFORMATIVE):
         return "The diffusion part is inactive at this scale: no verdict on the paper's claim can be read here."
     if v.half_width is None:
@@ -231,6 +237,40 @@ def table9_claims(data: dict | None) -> list[Claim]:
     return out
 
 
+#: the interval cell of a claim read off exact laws (no sampling): :func:`gaussian_claims`
+EXACT = "exact"
+
+
+def gaussian_claims(data: dict | None) -> list[Claim]:
+    """The Gaussian-world section's claims (``dpir gaussian``'s JSON, :mod:`dpir.report.gaussian`) as rows of
+    the claims table: the exact ones (verdicts from exact laws: no interval, no sampling) and, with
+    ``gaussian.learned``, those on the learned parts (their 95 % interval: estimate ± 2 standard errors;
+    "inconclusive" when it straddles the criterion)."""
+    if not data:
+        return []
+    out = []
+    size = data["settings"]["size"]
+    for g in data["degradations"]:
+        for c in g["claims"]:
+            kind = "agrees" if c["holds"] else "disagrees"
+            v = Verdict(c["claim"], f"{kind} — {c['criterion']}", kind, EXACT, "", None, (), None,
+                        f"- Gaussian world ({g['degradation']}): {c['claim']}: {c['text']} → **{kind}**.")
+            out.append(Claim(f"Gaussian world ({g['degradation']})", "", "", v, "yes — exact laws, no sampling",
+                             f"exact Gaussian world, {size}x{size}"))
+    learned = data.get("learned") or {}
+    for g in learned.get("degradations") or []:
+        s = learned["settings"]
+        for c in g["claims"]:
+            kind = {True: "agrees", False: "disagrees", None: "inconclusive"}[c["holds"]]
+            v = Verdict(c["claim"], f"{kind} — {c['criterion']}", kind, c["interval"], c["n"], None, (),
+                        c["half_width"], f"- Gaussian world ({g['degradation']}, learned parts): {c['claim']}: "
+                        f"{c['text']} → **{kind}**.")
+            out.append(Claim(f"Gaussian world ({g['degradation']}, learned parts)", "", "", v,
+                             f"yes — estimated from {s['samples']} samples of an exactly known world",
+                             f"Gaussian world, {s['size']}x{s['size']}, parts trained here ({s['steps']} steps)"))
+    return out
+
+
 def claims_section(config: dict, claims: list[Claim]) -> list[str]:
     """The Markdown section: the table, then the rule that marks a comparison not informative."""
     lines = ["## Claims checked", "",
@@ -243,12 +283,16 @@ def claims_section(config: dict, claims: list[Claim]) -> list[str]:
                   "| What the scale means |", "|---|---|---|---|---|---|---|---|"]
         for c in claims:
             v = c.verdict
-            scale = ("paper architectures, counted on the meta device" if c.source.startswith("Table 9 (paper")
-                     else scale_text(config, c.task, c.dataset))
+            scale = c.scale or ("paper architectures, counted on the meta device" if c.source.startswith("Table 9 (paper")
+                                else scale_text(config, c.task, c.dataset))
             cells = [c.source, v.claim, v.verdict, v.interval or "—", v.n or "—", scale,
                      c.informative or "not assessed (no DP-IR row with its IR backbone row)", meaning(c)]
             lines.append("| " + " | ".join(x.replace("|", "\\|").replace("\n", " ") for x in cells) + " |")
         lines += ["", INACTIVE_RULE, ""]
+        if any(c.source.startswith("Gaussian world") for c in claims):
+            lines += ["The Gaussian-world rows are not paired image differences: their verdicts are read off exact laws "
+                      "(interval \"exact\") or, for learned parts, estimated from samples of the exactly known world "
+                      "(95 % interval: estimate ± 2 standard errors); see the Gaussian-world section.", ""]
     from dpir.config import ablation_tables
 
     cost = [t["title"].split(":")[0] for t in ablation_tables(config).values() if t["kind"] in ("training_cost", "flops")]

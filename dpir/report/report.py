@@ -242,12 +242,14 @@ def render_report(config: dict) -> Path:
     t9_data = read_table9(t9)
     parts += table9_section(t9_data, f"{t9}")
     from dpir.report.ablations import render_ablations
-    from dpir.report.claims import claims_section, table9_claims
+    from dpir.report.claims import claims_section, gaussian_claims, table9_claims
+    from dpir.report.gaussian import gaussian_json, read_gaussian
 
     ablation_claims: list = []        # the report renders the ablations itself (same inputs as `dpir ablations`)
     if ablation_tables(config):
         parts += render_ablations(config, report_path.parent, claims=ablation_claims, checks=checks)
-    parts[top:top] = claims_section(config, ablation_claims + claims + table9_claims(t9_data))
+    g_data = read_gaussian(gaussian_json(config)) if config.get("gaussian") else None      # `dpir gaussian`
+    parts[top:top] = claims_section(config, ablation_claims + claims + table9_claims(t9_data) + gaussian_claims(g_data))
     data = _data_notes(config)
     if data:
         parts += ["## Data", "", *data, ""]
