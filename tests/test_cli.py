@@ -25,7 +25,7 @@ def test_config_typo_is_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == ("dpir: error: config key 'tasks.sr.seedz' is not a known setting. Did you mean 'seeds'? "
-                   "Allowed here: crop_border, degradation, kind, methods, metrics, scale, seeds, table, "
+                   "Allowed here: crop_border, degradation, enabled_methods, kind, methods, metrics, scale, seeds, table, "
                    "test_datasets, title, train_dataset")
 
 
