@@ -22,9 +22,14 @@ TRAIN = {"steps": 4, "batch": 4, "patch": 32, "checkpoint_every": 2}
 
 # Tolerance of the 2-process weights against the 1-process ones: the all-reduce sums the two
 # half-batch gradients in another order than autograd sums the 4 samples of one batch, so the
-# gradients differ in their last float32 bits (~1e-7 relative); 4 Adam steps of lr 1e-3 move each
-# weight by at most ~4e-3, and the rounding differences stay far below 1e-5 of that.
+# gradients differ in their last float32 bits (~1e-7 relative).  Adam divides each gradient by its own
+# running rms, so where a gradient element is itself at rounding level, those last bits decide its
+# step (up to lr = 1e-3 either way): ONE such element moved 2.8e-5 apart on this project's second
+# machine (its kernels round differently from the first's; all others were within 3e-6).  A DDP error
+# (a rank on the wrong shard, a missing all-reduce) moves essentially every weight by ~lr.  So: every
+# element within a tenth of one step (MAX_ATOL), and all but 0.1 % of them within ATOL.
 ATOL = 1e-5
+MAX_ATOL = 1e-4
 
 
 def _free_port() -> int:
@@ -79,8 +84,11 @@ def test_two_gloo_processes_train_what_one_does_and_resume_exactly(cfg):
     assert not (net_dir / "state.pt").exists()
     assert sorted(p.name for p in net_dir.iterdir() if not p.name.startswith(".")) == \
         sorted(p.name for p in paths.network_dir(cfg, NET).iterdir() if not p.name.startswith("."))
-    diffs = {k: float((got[k].float() - ref[k].float()).abs().max()) for k in ref}
-    assert max(diffs.values()) <= ATOL, diffs
+    diffs = {k: (got[k].float() - ref[k].float()).abs() for k in ref}
+    worst = {k: float(d.max()) for k, d in diffs.items()}
+    assert max(worst.values()) <= MAX_ATOL, sorted(worst.items(), key=lambda kv: -kv[1])[:5]
+    far = sum(int((d > ATOL).sum()) for d in diffs.values())
+    assert far <= 1e-3 * sum(d.numel() for d in diffs.values()), (far, sorted(worst.items(), key=lambda kv: -kv[1])[:5])
     from dpir.nets import build_network
 
     torch.manual_seed(cfg["networks"][NET]["train"]["seed"])           # the initial weights: training moved them
