@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -260,6 +261,13 @@ def test_table_from_files_shifts_rankings_and_na_footnotes(tmp_path):
     assert "LPIPS v0.1, AlexNet, inputs [-1, 1]: n/a: weights file" in md
     assert "https://download.pytorch.org/models/vgg16-397923af.pth" in md
     assert "| PSNR, RGB, no crop | SRDiff | c > b > a | no | a ↔ b, a ↔ c, b ↔ c |" in md
+    # every n/a CELL carries its footnote, not only the column header (the dress rehearsal's check)
+    defined = set(re.findall(r"^\[\^([\w-]+)\]:", md, re.M))
+    na_cells = [c.strip() for line in md.splitlines() if line.startswith("| ") for c in line.strip("|").split("|")
+                if c.strip().startswith("n/a")]
+    assert len(na_cells) >= 6, na_cells          # 3 methods x 2 LPIPS protocols
+    for c in na_cells:
+        assert re.findall(r"\[\^([\w-]+)\]", c) and set(re.findall(r"\[\^([\w-]+)\]", c)) <= defined, c
     written, md_path, _ = write_protocols(cfg)
     assert written == paths.protocols(cfg) and json.loads(written.read_text())["tables"][0]["task"] == "sr"
     assert md_path.read_text().startswith("## Protocol sensitivity")

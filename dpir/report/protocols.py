@@ -378,11 +378,13 @@ def markdown(data: dict, prefix: str = "proto-") -> str:
         cols = ["Method"]
         for fam, d in t["defaults"].items():
             cols.append(f"default {d['metric']} (crop {d['crop_border']}) {ARROW[d['lower_better']]}")
+        why = {}            # protocol -> the footnote of its n/a cells (the header and every cell carry it)
         for p in t["protocols"]:
             mark = ""
             if not p["available"]:
                 fix = f" Fix: `{p['fix']}`, then re-run `dpir protocols`." if p["fix"] else ""
-                mark = fn.mark(f"{p['label']}: n/a: {p['reason']}{fix}")
+                why[p["name"]] = f"{p['label']}: n/a: {p['reason']}{fix}"
+                mark = fn.mark(why[p["name"]])
             if "ceiling" in p:
                 mark += fn.mark(f"{p['label']}: the predictions are the stored sRGB PNGs taken back to linear by the "
                                 f"exact inverse of each burst's ISP (dpir.metrics.burst_official); what the forward ISP "
@@ -408,7 +410,10 @@ def markdown(data: dict, prefix: str = "proto-") -> str:
             for p in t["protocols"]:
                 v, s = p["scores"].get(name), p["shift"].get(name)
                 cell = _fmt(v, p["digits"])
-                if v is not None and s is not None:
+                if cell == "n/a":          # every n/a cell says why (the protocol's reason, or no finite score)
+                    cell += fn.mark(why.get(p["name"]) or f"{p['label']}: no finite score for {labels[name]} under "
+                                    "this protocol (a NaN or infinite mean over its images).")
+                elif v is not None and s is not None:
                     cell += f" ({_fmt(s, p['digits'], signed=True)})"
                 row.append(cell)
             (apart_rows if m["apart"] else rows).append(row)
@@ -427,16 +432,23 @@ def markdown(data: dict, prefix: str = "proto-") -> str:
                        "shift from the config's default of the same family (PSNR, SSIM or LPIPS)."), ""]
         parts += ["| Protocol | used by | ranking (best first) | same ranking as the default? | pairs that swap |",
                   "|---|---|---|---|---|"]
+        def none(text: str) -> str:       # an n/a ranking cell, with why (a footnote only where one is printed)
+            return "n/a" + fn.mark(text)
+
         for fam, d in t["defaults"].items():
-            parts.append(f"| default {d['metric']} (crop {d['crop_border']}) | this config | "
-                         f"{' > '.join(d['ranking']) or 'n/a'} | — | — |")
+            ranking = " > ".join(d["ranking"]) or none(f"default {d['metric']}: no method has a score to rank (see "
+                                                       "its column).")
+            parts.append(f"| default {d['metric']} (crop {d['crop_border']}) | this config | {ranking} | — | — |")
         for p in t["protocols"]:
+            reason = why.get(p["name"]) or (f"{p['label']}: no ranking to compare: no method has a finite score "
+                                             "under this protocol or under its default.")
             if p["ranking_changed"] is None:
-                same, swaps = "n/a", "—"
+                same, swaps = none(reason), "—"
             else:
                 same = "no" if p["ranking_changed"] else "yes"
                 swaps = ", ".join(f"{a} ↔ {b}" for a, b in p["swapped"]) or "none"
-            parts.append(f"| {p['label']} | {p['used_by']} | {' > '.join(p['ranking']) or 'n/a'} | {same} | {swaps} |")
+            ranking = " > ".join(p["ranking"]) or none(reason)
+            parts.append(f"| {p['label']} | {p['used_by']} | {ranking} | {same} | {swaps} |")
         parts += ["", "Conventions:", ""]
         parts += [f"- `{p['name']}`: {p['convention']}." for p in t["protocols"]]
         parts += ["", *fn.lines(), ""]
