@@ -1,6 +1,7 @@
 """Learned parts in the Gaussian world (dpir.gaussian.learned): the excess-error estimators against cases
 with an analytic answer (and the exact oracle MSEs they are shown beside), reproducible training, the
-learned rows in the JSON, the Markdown and the claims, and the one-line errors of a bad
+learned rows in the JSON, the Markdown and the claims, the baselines trained in the world (InDI, SRDiff,
+DiffIR: their rows, NFE, reproducibility, SRDiff's absence for blur), and the one-line errors of a bad
 ``gaussian.learned`` section.
 
 Size 8 x 8, a few training steps, tens of samples: plumbing and identities, not the networks' quality.
@@ -26,7 +27,10 @@ from helpers import ROOT, base_config, same_weights, write_yaml
 
 SCHED = linear_schedule()
 SEC = {"size": 8, "degradations": ["sr4"], "noise": 0.01, "taus": [5], "tau": 10, "ddim_stride": 5}
-TINY = {"size": 8, "tau": 10, "ddim_stride": 5, "steps": 3, "batch": 4, "samples": 32, "seed": 3}
+TINY = {"size": 8, "tau": 10, "ddim_stride": 5, "steps": 3, "batch": 4, "samples": 32, "seed": 3, "baseline_steps": 3}
+#: the NFE of each baseline's method by its own definition (each method's expected_nfe): InDI N steps, SRDiff
+#: T U-Net steps + 1 RRDB pass, DiffIR 4 IPR-denoiser steps + 1 DIRformer + 1 CPEN_S2 pass
+NFE = {"indi": L.BASELINE_METHODS["indi"]["steps"], "srdiff": L.BASELINE_NETS["srdiff"][1]["T"] + 1, "diffir": 4 + 2}
 N = 1500
 
 
@@ -128,21 +132,23 @@ def test_learned_rows_in_the_json_and_the_markdown(computed):
     (g,) = lrn["degradations"]
     rows = {r["key"]: r for r in g["rows"]}
     assert list(rows) == ["mmse", "dpir_exact", "ir_learned", "dpir_learned", "dpir_fusion_learned",
-                          "dpir_ir_learned", "dpir_oracle"]
+                          "dpir_ir_learned", "dpir_oracle", "indi", "srdiff", "diffir"]
     assert rows["dpir_learned"]["parts"] == ["learned"] * 3 and rows["dpir_fusion_learned"]["parts"] == [
         "oracle", "oracle", "learned"]
     for r in g["rows"]:
         if r["exact"]:
             assert r["D_se"] == 0.0 and r["P_se"] == 0.0
         else:
-            assert r["n"] == 32 and r["D_se"] > 0 and r["P_se"] >= 0 and r["steps"] in (0, 2)
+            assert r["n"] == 32 and r["D_se"] > 0 and r["P_se"] >= 0
+            assert r["steps"] == NFE[r["key"]] if r["family"] == "baseline" else r["steps"] in (0, 2)
             assert r["D"] >= g["mmse"] and r["bound"] >= g["mmse"] * (1 - 1e-12)
     # the IR alone: D = MMSE + its excess (the same test draws); the estimator check near its exact law
     assert rows["ir_learned"]["D"] == pytest.approx(g["mmse"] + g["excess"]["ir"]["excess"], rel=1e-12)
     check, exact = rows["dpir_oracle"], rows["dpir_exact"]
     assert abs(check["D"] - exact["D"]) < 4 * check["D_se"]
     assert {c["claim"][:40] for c in g["claims"]} == {"a small fusion net (9251 parameters, 3 s",
-                                                      "with learned parts, DP-IR's output law i"}
+                                                      "with learned parts, DP-IR's output law i",
+                                                      "with learned parts, DP-IR is nearer the "}
     md = path.with_suffix(".md").read_text()
     assert "### Learned parts (8×8 world, estimated from 32 samples)" in md
     r = rows["dpir_learned"]
@@ -168,7 +174,7 @@ def test_the_report_claims_table_lists_the_gaussian_claims(computed, tmp_path):
     claims = gaussian_claims(G.read_gaussian(path))
     exact = [c for c in claims if c.source == "Gaussian world (sr4)"]
     learned = [c for c in claims if c.source == "Gaussian world (sr4, learned parts)"]
-    assert len(exact) == len(data["degradations"][0]["claims"]) and len(learned) == 2
+    assert len(exact) == len(data["degradations"][0]["claims"]) and len(learned) == 3
     assert all(c.verdict.interval == "exact" and c.verdict.kind in ("agrees", "disagrees") for c in exact)
     assert {c.verdict.kind for c in learned} <= {"agrees", "disagrees", "inconclusive"}
     assert meaning(exact[0]).startswith("Exact laws of the Gaussian world")
@@ -194,6 +200,8 @@ def test_absent_or_null_learned_section_has_no_learned_rows():
     ({"tau": 10, "ddim_stride": 10}, "config key 'gaussian.learned.ddim_stride' must be null (ancestral steps) or an "
                                      "integer in 1..9"),
     ({"size": 6}, "config key 'gaussian.learned.size' (sr4): Gaussian world: size 6 must be divisible"),
+    ({"baselines": ["srdif"]}, ("config key 'gaussian.learned.baselines': unknown baseline 'srdif'; known: indi, "
+                                "srdiff, diffir")),
 ])
 def test_bad_learned_section_is_one_line_error(tmp_path, capsys, bad, message):
     over = {"out": str(tmp_path / "r"), "gaussian": {**SEC, "learned": {**TINY, **bad}}}
@@ -208,6 +216,10 @@ def test_bad_learned_section_is_one_line_error(tmp_path, capsys, bad, message):
     ({"samples": 8}, "config key 'gaussian.learned.samples' must be an integer >= 16, got 8"),
     ({"lr": 0}, "config key 'gaussian.learned.lr' must be a number > 0, got 0"),
     ({"size": 40}, "config key 'gaussian.learned.size': 40 is too large for the W2 estimate"),
+    ({"baselines": ["indi", "ddpm"]}, ("config key 'gaussian.learned.baselines': unknown baseline 'ddpm'; known: "
+                                       "indi, srdiff, diffir")),
+    ({"baselines": "indi"}, "config key 'gaussian.learned.baselines' must be a list of baseline names"),
+    ({"baselines": ["indi", "indi"]}, "config key 'gaussian.learned.baselines' names a baseline twice"),
 ])
 def test_learned_settings_check_without_the_schema(bad, message):
     with pytest.raises(DpirError) as e:
@@ -226,3 +238,74 @@ def test_estimate_row_p_matches_an_exact_law(world, pairs):
     assert abs(r["P"] - w0) < 4 * r["P_se"] and r["P_se"] < 0.1 * w0, (r, w0)
     assert r["D"] == pytest.approx(world.mmse() / (3 * world.d), rel=1e-5)        # float32 y, nothing else
     assert np.isfinite(r["D_direct"]) and r["n"] == N
+
+
+# ------------------------------------------------------------------------------------ baselines
+
+def test_baseline_rows_sr4_nfe_params_and_markdown(computed):
+    """Every baseline has a row for sr4: finite D and P at or above the bound, its NFE by the method's own
+    definition (and as counted), parameters and training losses in the JSON, and a Markdown row."""
+    _, path, data = computed
+    (g,) = data["learned"]["degradations"]
+    rows = {r["key"]: r for r in g["rows"]}
+    assert g["baselines_skipped"] == {} and list(g["baselines"]) == ["indi", "srdiff", "diffir"]
+    md = path.with_suffix(".md").read_text()
+    for name in ("indi", "srdiff", "diffir"):
+        r, f = rows[name], g["baselines"][name]
+        assert r["family"] == "baseline" and r["method"] == name and r["parts"] == ["—"] * 3
+        assert math.isfinite(r["D"]) and math.isfinite(r["P"]) and r["D"] >= g["mmse"] and r["gap"] >= 0
+        assert r["steps"] == NFE[name] == r["nfe_counted"] == f["nfe"]
+        assert r["params"] == f["params"] > 0
+        for net in f["nets"].values():
+            assert net["steps"] == 3 and net["params"] > 0 and math.isfinite(net["loss_first"] + net["loss_last"])
+        assert (f"| {r['label']} | — | — | — | {r['steps']} | {r['D']:.4g} ± {r['D_se']:.2g} | {r['psnr']:.2f} | "
+                f"{r['P']:.4g} ± {r['P_se']:.2g} | {r['bound']:.4g} |") in md
+    assert list(g["baselines"]["srdiff"]["nets"]) == ["srdiff_rrdb", "srdiff"]
+    assert list(g["baselines"]["diffir"]["nets"]) == ["diffir_s1", "diffir_s2"]
+    assert rows["indi"]["label"] == f"InDI (baseline, N={NFE['indi']})"
+    # the rows are paired with DP-IR's: the same test images (the D identity's MMSE part is shared)
+    assert all(rows[k]["n"] == rows["dpir_learned"]["n"] for k in ("indi", "srdiff", "diffir"))
+    claim = next(c for c in g["claims"] if c["claim"].startswith("with learned parts, DP-IR is nearer the "))
+    assert claim["holds"] in (True, False, None) and "(InDI, SRDiff, DiffIR)" in claim["claim"]
+    assert claim["half_width"] > 0 and "SRDiff gap" in claim["text"]
+
+
+def test_baselines_are_reproducible_and_paired(computed, world):
+    """The same seed gives identical baseline rows (trained and sampled again from scratch), and ``[]`` none."""
+    from dpir.gaussian import laws
+
+    _, _, data = computed
+    ls = L.check_settings(TINY)
+    x = world.sample(ls["samples"], ls["seed"], "test")
+    y = L.observe(world, x, range(ls["samples"]), ls["seed"], "test")
+    prior = (world.prior_mean_dense(), world.prior_cov_dense())
+    w0 = laws.Marginals(world).mmse_point().perception
+    rows, facts, skipped = L.compute_baselines(world, ls, x, y, prior, world.mmse(), w0)
+    (g,) = data["learned"]["degradations"]
+    assert rows == [r for r in g["rows"] if r["family"] == "baseline"] and skipped == {}
+    for name, f in facts.items():
+        for role, net in f["nets"].items():
+            old = g["baselines"][name]["nets"][role]
+            assert (net["loss_first"], net["loss_last"], net["init_seed"]) == (old["loss_first"], old["loss_last"],
+                                                                             old["init_seed"])
+    assert L.compute_baselines(world, {**ls, "baselines": []}, x, y, prior, world.mmse(), w0) == ([], {}, {})
+
+
+@pytest.fixture(scope="module")
+def blur_learned():
+    s = G.settings({"gaussian": {**SEC, "degradations": ["blur"], "learned": TINY}})
+    return L.compute(s["learned"], s["learned_specs"])
+
+
+def test_baselines_for_blur_and_srdiff_absent_with_its_reason(blur_learned):
+    (g,) = blur_learned["degradations"]
+    rows = {r["key"]: r for r in g["rows"] if r["family"] == "baseline"}
+    assert list(rows) == ["indi", "diffir"] and list(g["baselines_skipped"]) == ["srdiff"]
+    assert g["baselines_skipped"]["srdiff"].startswith("not run: SRDiff is an SR method")
+    for name, r in rows.items():
+        assert math.isfinite(r["D"]) and math.isfinite(r["P"]) and r["steps"] == NFE[name] == r["nfe_counted"]
+    md = "\n".join(G.learned_markdown(blur_learned))
+    assert "| SRDiff (baseline) | — | — | — | — | not run: SRDiff is an SR method" in md
+    assert f"| InDI (baseline, N={NFE['indi']}) | — | — | — | {NFE['indi']} |" in md
+    assert "| DiffIR (baseline, 4 IPR steps) | — | — | — | 6 |" in md
+    assert "SRDiff clips its output" not in md            # said only where SRDiff has a row

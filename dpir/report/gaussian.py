@@ -42,7 +42,11 @@ alone, DP-IR with all parts learned and mixes of learned and oracle parts, run b
 their D and P estimated from samples with standard errors, and each network's excess error over its
 oracle; a subsection of its own, a second row of panels on the figure, and their claims (with 95 %
 intervals) beside the exact ones.  Absent (or null): no learned rows.  Cost at the default config: 98 s
-more (the whole command 178 s on the same machine; 76 s without).
+more (the whole command 178 s on the same machine; 76 s without).  The baselines trained in the same world
+(``gaussian.learned.baselines``: InDI, SRDiff on SR only, DiffIR) add a row each to the learned tables
+(IR/denoiser/fusion "—", steps = their NFE; SRDiff's absence for blur is a row that says why), crosses on
+the learned panels, and one claim per degradation (DP-IR's gap to the bound against each baseline's); about
++60 s at the default config (measured side by side under load: 185-204 s without, 244-247 s with).
 """
 from __future__ import annotations
 
@@ -503,14 +507,15 @@ def pd_figure(data: dict, path: Path) -> Path:
             return math.sqrt(max(r["W2sq"] + k * r["W2sq_se"], 0.0) / pix)
 
         bound_curve(ax, g, [p_at(r, 2) if not r["exact"] else r["P"] for r in g["rows"]])
-        palette = sns.color_palette("tab10", n_colors=max(3, len(g["rows"])))
+        palette = sns.color_palette("tab20" if len(g["rows"]) > 10 else "tab10", n_colors=max(3, len(g["rows"])))
         for i, r in enumerate(g["rows"]):
             if r["exact"]:
                 ax.plot(r["P"], r["D"], "s", color=palette[i % len(palette)], label=r["label"])
-            else:
+            else:               # baselines trained in the world: crosses, DP-IR's and the IR's rows: diamonds
+                base = r.get("family") == "baseline"
                 xerr = [[r["P"] - p_at(r, -2)], [p_at(r, 2) - r["P"]]]
-                ax.errorbar(r["P"], r["D"], xerr=xerr, yerr=2 * r["D_se"], fmt="D", ms=5, capsize=2,
-                            color=palette[i % len(palette)], label=f"{r['label']} (±2 SE)")
+                ax.errorbar(r["P"], r["D"], xerr=xerr, yerr=2 * r["D_se"], fmt="X" if base else "D", ms=7 if base else 5,
+                            capsize=2, color=palette[i % len(palette)], label=f"{r['label']} (±2 SE)")
         labels(ax, f"learned parts, {g['degradation']} ({n}×{n}), estimated from "
                    f"{data['learned']['settings']['samples']} samples", below=True)
     return _save(fig, path)
@@ -546,7 +551,8 @@ def markdown(data: dict, figure: str | None = None) -> str:
         out += learned_markdown(learned)
     if figure:
         more = (" Bottom: the learned-parts world, its exact rows (squares) and the rows estimated from "
-                f"{learned['settings']['samples']} samples (diamonds, ±2 SE on both axes).") if learned else ""
+                f"{learned['settings']['samples']} samples (diamonds, ±2 SE on both axes; the baselines trained in the "
+                "world: crosses).") if learned else ""
         out += [f"![exact perception-distortion plane]({figure})", "",
                 "*The exact perception–distortion plane of each degradation: every estimator above and the bound."
                 f"{more}*", ""]
@@ -560,7 +566,7 @@ def _pm(x: float, se: float) -> str:
 def learned_markdown(L: dict) -> list[str]:
     """The learned-parts subsection (:mod:`dpir.gaussian.learned`): training facts, the rows estimated from
     samples (set apart from the exact ones), each network's excess error over its oracle, the claims."""
-    from dpir.gaussian.learned import sampler_label
+    from dpir.gaussian.learned import BASELINE_LABELS, EPS_L1_ZERO, sampler_label
 
     s = L["settings"]
     n = s["size"]
@@ -577,6 +583,15 @@ def learned_markdown(L: dict) -> list[str]:
            "the square root), bound D(P) at the estimated P. The estimator-check row runs the same sampler with "
            "oracle parts: compare it with the exact row. A network's excess error = its MSE − its oracle's MSE "
            "= E|f − oracle|² (orthogonality), estimated directly (± SE); the oracle's MSE is exact.", ""]
+    names = s.get("baselines") or []
+    if names:
+        out += [(f"Baselines ({', '.join(BASELINE_LABELS.get(b, b) for b in names)}): each trained here the same way "
+                 f"with its own trainers ({s['baseline_steps']} Adam steps per network, batch {s['batch']}, on the same "
+                 "training draws) and run as the harness runs it (its Method class) on the same test observations with "
+                 "the same per-image sampler generators (paired with the DP-IR rows). For them the steps column is "
+                 "the NFE (network calls per image, the method's own count, checked by counting forward calls), their "
+                 "IR/denoiser/fusion columns are — (they have no such parts). Sizes and steps are small for the budget: "
+                 "like DP-IR's parts, they are far from their best."), ""]
     out += [f"Denoiser `{den['arch']}` ({den['params']} parameters, loss {den['loss_first']:.3g} → "
             f"{den['loss_last']:.3g}, {den['seconds']:.0f} s), excess over E[x0|x~] on {den['excess'][0]['n']} draws "
             "per σ:", "",
@@ -598,8 +613,26 @@ def learned_markdown(L: dict) -> list[str]:
             p = f"{r['P']:.4g}" if r["exact"] else _pm(r["P"], r["P_se"])
             out.append(f"| {_cell(r['label'])} | {' | '.join(r['parts'])} | {r['steps']} | {d} | {r['psnr']:.2f} | {p} | "
                        f"{r['bound']:.4g} |")
+        for name, why in (g.get("baselines_skipped") or {}).items():
+            out.append(f"| {BASELINE_LABELS.get(name, name)} (baseline) | — | — | — | — | {_cell(why)} | — | — | — |")
+        bl = g.get("baselines") or {}
+        note = ""
+        if bl:
+            note = " Baselines: steps = NFE. " + "; ".join(
+                f"{BASELINE_LABELS.get(k, k)}: " + ", ".join(
+                    f"`{f['arch']}` {f['params']} parameters, loss {f['loss_first']:.3g} → {f['loss_last']:.3g}"
+                    for f in b["nets"].values()) + f" ({b['seconds']:.0f} s)" for k, b in bl.items()) + "."
+            eps = (bl.get("srdiff") or {}).get("nets", {}).get("srdiff")
+            if eps and eps["loss_last"] > 0.9 * EPS_L1_ZERO:
+                note += (f" SRDiff's U-Net loss (L1 of the predicted noise) went {eps['loss_first']:.3g} → "
+                         f"{eps['loss_last']:.3g}, near the {EPS_L1_ZERO:.2f} of predicting no noise: in "
+                         f"{eps['steps']} steps its noise prediction has barely started to learn, and its row shows "
+                         "that budget, not SRDiff.")
+            if "srdiff" in bl and g.get("outside_unit"):
+                note += (f" SRDiff clips its output to [0, 1] (as the official code), while "
+                         f"{100 * g['outside_unit']:.1f} % of this world's pixels lie outside: part of its D and P.")
         out += ["", f"*Exact rows: no sampling. The others: estimated from {s['samples']} samples (± one standard "
-                "error).*", "",
+                f"error).{note}*", "",
                 "| network | t | excess E\\|f − oracle\\|² | oracle MSE (exact) | excess / oracle |", "|---|---:|---:|---:|---:|"]
         e = g["excess"]["ir"]
         out.append(f"| IR f(y) vs E[x0\\|y] | — | {_pm(e['excess'], e['excess_se'])} | {e['oracle_mse']:.4g} | {e['ratio']:.3g} |")
