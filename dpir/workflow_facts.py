@@ -252,6 +252,9 @@ def needed_networks(config: dict) -> list[str]:
     direct = {n for t, _, m, _ in all_runs(config) for n in networks_of(method_of(config, t, m))}
     direct |= {n for t in tflops_tasks(config) for n in tflops_networks(config, t)}
     direct |= set(training_cost_networks(config))
+    # a `checkpoint` row read from <out>/exports/<network>.<layout>.pth needs that network (rule
+    # export_network): without it an official network only an export reads was planned as a training job
+    direct |= {f.rsplit("/", 1)[-1].split(".")[0] for f in exported_checkpoints(config)} & set(config["networks"])
     chain = set(training_chain(config, sorted(direct)))
     return [n for n in config["networks"] if n in chain]
 

@@ -237,3 +237,13 @@ def test_rule_files_import_no_torch():
     code = "\n".join(lines + ["import sys", "assert 'torch' not in sys.modules, 'torch imported'"])
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_a_network_only_an_exported_checkpoint_reads_is_needed_and_imported():
+    """The CI rehearsal cut keeps `rrdb_checkpoint` (rrdb_sr exported in the BasicSR layout) but not the
+    `rrdb` row: rrdb_sr must still be needed, and as an official network it is imported, never trained
+    (before the fix the DAG planned a paper-size training job for it)."""
+    cfg = load_config([ROOT / "config" / n for n in ("config.yaml", "paper.yaml", "rehearsal.yaml", "rehearsal_ci.yaml")])
+    assert "rrdb" not in cfg["tasks"]["sr"]["methods"] and "rrdb_checkpoint" in cfg["tasks"]["sr"]["methods"]
+    assert any(f.endswith("/exports/rrdb_sr.basicsr.pth") for f in F.exported_checkpoints(cfg))
+    assert "rrdb_sr" in F.needed_networks(cfg) and F.is_official(cfg, "rrdb_sr")
