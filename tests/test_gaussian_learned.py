@@ -119,9 +119,16 @@ def test_training_is_reproducible_and_leaves_the_global_rng_alone(world):
 
 @pytest.fixture(scope="module")
 def computed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("g")
-    cfg = {"out": str(out / "results"), "gaussian": {**SEC, "learned": TINY}}
-    return cfg, *G.write_gaussian(cfg)
+    # one thread, as the tests that recompute its numbers run (conftest's per-test pin comes after a
+    # module fixture): float reductions are reproducible at a fixed thread count, not across counts
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("g")
+        cfg = {"out": str(out / "results"), "gaussian": {**SEC, "learned": TINY}}
+        return cfg, *G.write_gaussian(cfg)
+    finally:
+        torch.set_num_threads(n)
 
 
 def test_learned_rows_in_the_json_and_the_markdown(computed):
