@@ -27,3 +27,15 @@ def staged(tmp_path, monkeypatch):
     monkeypatch.setenv("DPIR_DATA", str(tmp_path / "downloads"))
     monkeypatch.setenv("DPIR_REGISTRY_LOCK", str(tmp_path / "registry.lock.json"))
     return tmp_path
+
+
+#: test files that run for minutes, started first: with pytest-xdist (`.ci/run`: --dist loadfile) a long
+#: file collected last runs alone at the end of the suite; started first, it overlaps with the rest
+SLOW_FIRST = ("workflow/test_rehearsal.py", "workflow/test_dvc.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = str(item.path).replace("\\", "/")
+        return next((i for i, name in enumerate(SLOW_FIRST) if path.endswith(name)), len(SLOW_FIRST))
+    items.sort(key=rank)            # stable: the order within each group is unchanged
