@@ -250,7 +250,7 @@ def _restore_one(m, y, g, extra, device, with_flops: bool, precision: str = "fp3
     flops = flops_size = None
     with torch.no_grad(), count_nfe(m) as counter, autocast(precision, device):
         if with_flops:  # FLOPs of the first image, counted during its real restoration
-            with count_flops() as fc:
+            with count_flops(mod for mods in m.nfe_groups().values() for mod in mods) as fc:
                 t0 = time.perf_counter()
                 x = m.restore(y, g, **extra)
                 dt = time.perf_counter() - t0
