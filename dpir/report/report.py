@@ -193,12 +193,17 @@ def _protocols_section(config: dict) -> list[str]:
 def _undertrained_lines(config: dict, task: str, ds: str) -> list[str]:
     """The rows of this table trained here that score below the task's trivial baseline
     (:mod:`dpir.report.undertrained`), one flagged line each."""
-    from dpir.report.undertrained import footnotes, undertrained
+    from dpir.report.undertrained import diagnose, footnotes, undertrained
 
     tcfg = config["tasks"][task]
     records = [r for r in load_scores(config["out"], task) if r["dataset"] == ds and r["method"] in tcfg["methods"]]
     labels = {name: m.get("label", name) for name, m in tcfg["methods"].items()}
-    lines = footnotes(undertrained(config, task, records), labels)
+    flags = undertrained(config, task, records)
+    splits = {m: diagnose(config, task, ds, [r for r in records if r["method"] == m])    # what dominates the
+              for m in {f["method"] for f in flags}}                                   # error: cast, chroma, ...
+    for f in flags:
+        f["split"] = splits[f["method"]]
+    lines = footnotes(flags, labels)
     return [*lines, ""] if lines else []
 
 
