@@ -204,3 +204,23 @@ def test_full_size_costs_are_counted_on_meta_as_a_real_forward_counts_them(prepa
     expected = per_call_flops(real, torch.rand(1, 3, 24, 40))
     assert expected["ir"] > 0
     assert full_size_per_call_flops(cfg, "sr", "swinir", 24, 40) == expected
+
+
+def test_tflops_call_counts_on_meta_equal_the_real_methods(prepared):
+    """`dpir tflops` counts each NFE group's calls on a META copy of the method (a 1001-step chain of the
+    real networks took most of the default config's SR job): the same counts as the real method."""
+    from dpir.measure import count_nfe
+    from dpir.restore import build
+    from dpir.tflops import meta_call_counts
+
+    cfg = prepared
+    for net in ("swinir_sr", "mirnet_s", "fusion_sr", "mirnet_full", "fusion_full", "srdiff_rrdb", "srdiff", "indi"):
+        if not paths.network_file(cfg, net).exists():
+            train_network(cfg, net, progress=False)
+    for name in ("swinir", "dpir_jump", "dpir_jump_ddim", "dpir_full", "srdiff", "indi"):
+        m = build(cfg, "sr", name)[0]
+        with torch.no_grad(), count_nfe(m) as c:
+            m.restore(torch.rand(1, 3, 16, 16), [torch.Generator().manual_seed(0)])
+        got = meta_call_counts(cfg, "sr", name)
+        assert got == c.by_group() and sum(got.values()) == c.total, name
+    assert meta_call_counts(cfg, "sr", "dpir_full") == {"denoiser+fusion": 100, "ir": 1}
