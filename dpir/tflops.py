@@ -114,7 +114,7 @@ def _call_counts(config: dict, task: str, name: str, m, device) -> dict[str, int
     """Calls of each NFE group in one restoration (:meth:`NFECounter.by_group`), counted on a META copy of
     the method (:func:`dpir.plan.build_meta_method`; a repeated call of one shape is replayed, not run), so
     a 1001-step chain is counted in seconds; the real method on a 16x16 input when the META copy cannot
-    run (a user's model).  The counts are the same (tests/test_tflops.py): the samplers' step counts
+    run (a user's model).  The counts are the same (tests/test_train_restore.py): the samplers' step counts
     do not depend on pixel values.  Counting on the real networks took 233 of the 303 s of the default
     config's SR job (1552 denoiser + fusion calls at 64x64)."""
     from dpir.measure import count_nfe
