@@ -308,6 +308,29 @@ def test_import_is_lazy():
 # weight-free perceptual metrics (pyiqa, offline)
 
 
+def test_gmsd_equals_pyiqa_and_needs_no_pyiqa_import():
+    """``gmsd`` is computed by dpir (pyiqa's import costs seconds per score process) and must equal pyiqa's
+    'gmsd' preset: same luma rounding, downsampling, Prewitt kernels, T and Bessel-corrected std."""
+    pyiqa = pytest.importorskip("pyiqa")
+    theirs = pyiqa.create_metric("gmsd", as_loss=False, device=torch.device("cpu")).eval()
+    ref = astronaut_pair(64, top=40, left=160)[1]
+    pairs = [(ref, ref)]
+    pairs += [(astronaut_pair(64, top=40, left=160, noise=n, blur=b, seed=1)[0], ref) for n, b in ((0.02, False), (0.08, True))]
+    g = torch.Generator().manual_seed(3)
+    pairs.append((quantise(torch.rand(2, 3, 33, 35, generator=g)), quantise(torch.rand(2, 3, 33, 35, generator=g))))  # odd sizes
+    m = get_metric("gmsd")
+    for out, r in pairs:
+        ours = m(out, r)
+        assert torch.equal(ours, theirs(out.float(), r.float()).double().flatten()), (ours, out.shape)
+    assert m(pairs[0][0], pairs[0][1]).tolist() == [0.0]
+    assert m(*pairs[2]).item() > m(*pairs[1]).item() > 0
+    code = ("import sys, torch; from dpir.metrics import get_metric; x = torch.rand(1, 3, 32, 32); "
+            "get_metric('gmsd')(x, x.flip(-1)); print(sorted(k for k in ('pyiqa', 'torchvision') if k in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 @pytest.mark.slow
 def test_weight_free_metrics_offline(monkeypatch, tmp_path):
     no_network(monkeypatch)

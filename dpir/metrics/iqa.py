@@ -6,7 +6,11 @@ machine).  pyiqa is imported on the first call only (it takes seconds to import)
 - ``gmsd``: Gradient Magnitude Similarity Deviation (Xue et al. 2014: the standard deviation of the
   gradient-magnitude similarity map), lower is better.  Cheapest of the set (~7 ms at 256x256 on one
   CPU thread) while its paper reports agreement with human scores on par with far costlier metrics,
-  so it is the offline perceptual default (``dpir.metrics.OFFLINE_PERCEPTUAL``).
+  so it is the offline perceptual default (``dpir.metrics.OFFLINE_PERCEPTUAL``).  It is computed here
+  (:func:`gmsd_score`, a dozen tensor ops) with pyiqa's default 'gmsd' conventions, and a test holds it
+  equal to pyiqa's to float32 rounding (``tests/test_metrics.py``; pyiqa's own preset stays available as
+  ``pyiqa:gmsd``): importing pyiqa costs ~5 s (torchvision, torch._dynamo), once in each of the main job's
+  ~50 score processes, about 2 minutes of the default job's wall time for a metric that costs milliseconds.
 - ``nlpd``: Normalised Laplacian Pyramid Distance (Laparra et al. 2016), lower is better.
 - ``ms_ssim``: multi-scale SSIM (Wang et al. 2003), higher is better; needs images of 176x176 or more.
 - ``fsim``: FSIMc, the colour version of the Feature SIMilarity index (Zhang et al. 2011), higher.
@@ -21,6 +25,7 @@ YCbCr luma of psnr_y/ssim_y.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from dpir.errors import DpirError
 from dpir.metrics.base import Metric
@@ -83,8 +88,54 @@ class PyiqaWeightFree(Metric):
         return model(out.float(), ref.float()).reshape(out.shape[0])
 
 
+#: GMSD's constant T on the 0-255 scale (Xue et al. 2014; pyiqa's default)
+GMSD_T = 170.0
+
+
+def _luma_yiq_255(x: torch.Tensor) -> torch.Tensor:
+    """Y of YIQ on the 0-255 scale, rounded half to even (pyiqa's ``to_y_channel(x, 255)``: one matmul over
+    the channel axis, so the rounding ties fall as pyiqa's do)."""
+    w = torch.tensor([[0.299], [0.587], [0.114]], dtype=x.dtype, device=x.device)
+    y = torch.matmul(x.permute(0, 2, 3, 1), w).permute(0, 3, 1, 2)
+    return (y * 255).round()
+
+
+def gmsd_score(out: torch.Tensor, ref: torch.Tensor, T: float = GMSD_T) -> torch.Tensor:
+    """GMSD (B,) of RGB batches in [0, 1], float32: the (Bessel-corrected) standard deviation of the
+    gradient-magnitude similarity (2 g1 g2 + T) / (g1^2 + g2^2 + T), where g is the magnitude of the Prewitt
+    gradients (each kernel /3, zero padding 1, plus 1e-12 under the root) of the 2x2-mean-downsampled luma."""
+    out, ref = out.float(), ref.float()
+    prewitt_x = torch.tensor([[1.0, 0.0, -1.0]] * 3) / 3.0
+    kernels = torch.stack([prewitt_x, prewitt_x.t()])[:, None].to(out)   # (2, 1, 3, 3): d/dx, d/dy
+    mean2 = torch.full((1, 1, 2, 2), 0.25).to(out)
+
+    def magnitude(img: torch.Tensor) -> torch.Tensor:
+        small = F.conv2d(_luma_yiq_255(img), mean2, stride=2)
+        g = F.conv2d(small, kernels, padding=1)
+        return torch.sqrt(g[:, :1] ** 2 + g[:, 1:] ** 2 + 1e-12)
+
+    g1, g2 = magnitude(out), magnitude(ref)
+    gms = (2 * g1 * g2 + T) / (g1 ** 2 + g2 ** 2 + T)
+    return gms.flatten(1).std(dim=1)
+
+
+class GMSD(Metric):
+    """GMSD with pyiqa's 'gmsd' defaults, computed here (no pyiqa import; see the module docstring)."""
+
+    name = "gmsd"
+    needs_reference = True
+    needs_weights = False
+
+    def _describe(self) -> str:
+        return (f"{_PRESETS['gmsd']}; pyiqa's 'gmsd' defaults computed by dpir.metrics.iqa.gmsd_score "
+                f"(tests hold it equal to pyiqa's), float32")
+
+    def _score(self, out, ref):
+        return gmsd_score(out, ref)
+
+
 def gmsd(crop_border: int = 0) -> Metric:
-    return PyiqaWeightFree("gmsd", crop_border)
+    return GMSD(crop_border)
 
 
 def nlpd(crop_border: int = 0) -> Metric:
