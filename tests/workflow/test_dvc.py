@@ -26,6 +26,8 @@ TINY = {
     "description": "DVC test: two methods",
     "enabled_tasks": ["tiny"],
     "run_ablations": False,
+    # the exact world only: its learned rows (tests/test_gaussian_learned.py) would run twice here, ~30 s each
+    "gaussian": {"learned": None},
     "networks": {"indi": {"task": "tiny", "kwargs": {"hidden": 4, "dim_mults": [1, 2]}}},
     "tasks": {"tiny": {"kind": "sr", "scale": 4, "degradation": {"name": "bicubic"}, "test_datasets": ["bundled"],
                        "seeds": [0], "crop_border": 4, "metrics": ["psnr_y", "ssim_y"],
@@ -118,7 +120,8 @@ def test_dvc_repro_reruns_only_what_changed(tmp_path, monkeypatch):
 
     with open(repo / "baselines" / "indi" / "sampler.py", "a") as fh:
         fh.write("\n# an edit that DVC must notice\n")
-    # InDI's stages, and the Gaussian world's, whose learned rows train InDI in the world
+    # InDI's stages, and the Gaussian world's: its code imports InDI's package (its learned rows, off here, train
+    # InDI in the world), and a DVC stage's dependencies are the code it imports, whatever the config switches on
     assert _ran(run(sys.executable, "-m", "dvc", "repro")) == {"train_indi", "tiny_indi", "gaussian", "protocols",
                                                               "report"}
     assert _ran(run(sys.executable, "-m", "dvc", "repro")) == set()
