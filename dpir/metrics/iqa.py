@@ -1,14 +1,15 @@
-"""Full-reference perceptual/structural metrics that need no weights, through pyiqa.
+"""Full-reference perceptual/structural metrics that need no weights, with pyiqa's conventions.
 
 They keep a perceptual axis in the report when LPIPS and TOPIQ weights are not cached (an offline
-machine).  pyiqa is imported on the first call only (it takes seconds to import).
+machine).  ``gmsd`` is computed here; the others go through pyiqa, imported on their first call only
+(it takes seconds to import).
 
 - ``gmsd``: Gradient Magnitude Similarity Deviation (Xue et al. 2014: the standard deviation of the
   gradient-magnitude similarity map), lower is better.  Cheapest of the set (~7 ms at 256x256 on one
   CPU thread) while its paper reports agreement with human scores on par with far costlier metrics,
   so it is the offline perceptual default (``dpir.metrics.OFFLINE_PERCEPTUAL``).  It is computed here
   (:func:`gmsd_score`, a dozen tensor ops) with pyiqa's default 'gmsd' conventions, and a test holds it
-  equal to pyiqa's to float32 rounding (``tests/test_metrics.py``; pyiqa's own preset stays available as
+  bit-equal to pyiqa's (``tests/test_metrics.py``; pyiqa's own preset stays available as
   ``pyiqa:gmsd``): importing pyiqa costs ~5 s (torchvision, torch._dynamo), once in each of the main job's
   ~50 score processes, about 2 minutes of the default job's wall time for a metric that costs milliseconds.
 - ``nlpd``: Normalised Laplacian Pyramid Distance (Laparra et al. 2016), lower is better.
@@ -128,7 +129,7 @@ class GMSD(Metric):
 
     def _describe(self) -> str:
         return (f"{_PRESETS['gmsd']}; pyiqa's 'gmsd' defaults computed by dpir.metrics.iqa.gmsd_score "
-                f"(tests hold it equal to pyiqa's), float32")
+                "(tests hold it equal to pyiqa's), float32")
 
     def _score(self, out, ref):
         return gmsd_score(out, ref)
